@@ -1,0 +1,35 @@
+//! `GET /health`: is the server up, can it reach the database, and where is the log's head.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use commands::Cursor;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/health", get(health))
+}
+
+#[derive(Debug, Serialize)]
+struct Health {
+    status: &'static str,
+    database: &'static str,
+    /// Cursor of the last committed event, `"0-0"` for an empty log.
+    head: Cursor,
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let head = state.store.head().await.map_err(|e| {
+        tracing::warn!(error = %e, "health check could not reach the database");
+        ApiError::DatabaseUnavailable
+    })?;
+    Ok(Json(Health {
+        status: "ok",
+        database: "reachable",
+        head,
+    }))
+}

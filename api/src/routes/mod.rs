@@ -1,0 +1,3 @@
+//! Routes, grouped by resource; each module exposes a `router()`.
+
+pub mod health;

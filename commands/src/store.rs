@@ -1,0 +1,660 @@
+//! The PostgreSQL event store: append with optimistic concurrency, read a stream, read and follow
+//! the global log, record commands for idempotency. All SQL on the `events` and `command_log`
+//! tables lives here.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_core::Stream;
+use serde_json::Value;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::cursor::Cursor;
+use crate::error::StoreError;
+use crate::event::{validate_name, Metadata, NewEvent, RecordedEvent, MAX_BATCH_EVENTS};
+use crate::upcast::Upcasters;
+use crate::wakeup::Wakeup;
+
+/// What an append expects of the stream it writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be at exactly this version (0 = no stream).
+    Exact(u64),
+    /// Whatever the version is; the events go after it.
+    Any,
+}
+
+impl ExpectedVersion {
+    fn as_sql(self) -> Option<i64> {
+        match self {
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Exact(v) => Some(i64::try_from(v).unwrap_or(i64::MAX)),
+            ExpectedVersion::Any => None,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+            ExpectedVersion::Any => f.write_str("any version"),
+        }
+    }
+}
+
+/// The result of an append (or of the first execution of a resent command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub stream_id: Uuid,
+    /// Version of the first event written; `last_version + 1` when nothing was written.
+    pub first_version: u64,
+    /// The stream's version after the append.
+    pub last_version: u64,
+    /// Read-order cursor of the last event written; `None` when nothing was written.
+    pub cursor: Option<Cursor>,
+}
+
+impl Appended {
+    pub fn count(&self) -> u64 {
+        (self.last_version + 1).saturating_sub(self.first_version)
+    }
+}
+
+/// A command's first result, as recorded in the command log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRecord {
+    pub command_id: Uuid,
+    pub stream_type: String,
+    pub command: Value,
+    pub appended: Appended,
+}
+
+/// How an idempotent append ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandAppended {
+    pub appended: Appended,
+    /// True when the command id had already run: nothing was appended now, and `appended` is
+    /// the first execution's result.
+    pub replayed: bool,
+}
+
+/// Paging and wake-up settings for [`EventStore::follow`].
+#[derive(Debug, Clone, Copy)]
+pub struct FollowOptions {
+    /// Events fetched per query while catching up.
+    pub page_size: i64,
+    /// Longest wait for a wake-up before looking anyway: the bound on latency when a
+    /// notification is lost or the blocking transaction was not an append.
+    pub poll_interval: Duration,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        Self {
+            page_size: 500,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Handle to the event store; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    pool: PgPool,
+    /// Applied to every event read, so callers only see current schema versions.
+    upcasters: Arc<Upcasters>,
+    /// Wakes followers after appends.
+    wakeup: Wakeup,
+}
+
+/// Columns of an event row, in the order `EventRow` decodes them.
+const EVENT_COLUMNS: &str = "position, transaction_id::text::bigint AS transaction_id, stream_id, stream_type, \
+     version, event_type, schema_version, payload, actor, command_id, correlation_id, causation_id, recorded_at";
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    position: i64,
+    transaction_id: i64,
+    stream_id: Uuid,
+    stream_type: String,
+    version: i64,
+    event_type: String,
+    schema_version: i32,
+    payload: Value,
+    actor: String,
+    command_id: Option<Uuid>,
+    correlation_id: Uuid,
+    causation_id: Option<Uuid>,
+    recorded_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AppendRow {
+    current_version: i64,
+    current_type: Option<String>,
+    accepted: bool,
+    last_transaction_id: Option<i64>,
+    last_position: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CommandRow {
+    command_id: Uuid,
+    stream_id: Uuid,
+    stream_type: String,
+    command: Value,
+    first_version: i64,
+    last_version: i64,
+    last_transaction_id: Option<i64>,
+    last_position: Option<i64>,
+}
+
+/// One statement, so an append is one round trip and atomic: find the stream's head, check the
+/// expectation and the stream type, insert the batch, and record the command (when there is one).
+/// Two writers that pass the check with the same version collide on (stream_id, version).
+const APPEND_SQL: &str = r#"
+WITH head AS (
+    SELECT version, stream_type FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
+), cur AS (
+    SELECT coalesce((SELECT version FROM head), 0) AS version, (SELECT stream_type FROM head) AS stream_type
+), ok AS (
+    SELECT version FROM cur
+    WHERE (cur.stream_type IS NULL OR cur.stream_type = $2)
+      AND ($3::bigint IS NULL OR cur.version = $3::bigint)
+), ins AS (
+    INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, payload,
+                        actor, command_id, correlation_id, causation_id)
+    SELECT $1, $2, ok.version + e.n, e.event_type, e.schema_version, e.payload, $7, $8, $9, $10
+    FROM ok, unnest($4::text[], $5::int[], $6::jsonb[]) WITH ORDINALITY AS e(event_type, schema_version, payload, n)
+    RETURNING position, transaction_id, version
+), last AS (
+    SELECT position, transaction_id FROM ins ORDER BY version DESC LIMIT 1
+), logged AS (
+    INSERT INTO command_log (command_id, stream_id, stream_type, command, first_version, last_version,
+                             last_transaction_id, last_position)
+    SELECT $8, $1, $2, $11, ok.version + 1, ok.version + cardinality($4::text[]),
+           (SELECT transaction_id FROM last), (SELECT position FROM last)
+    FROM ok WHERE $11::jsonb IS NOT NULL
+)
+SELECT cur.version AS current_version, cur.stream_type AS current_type, ok.version IS NOT NULL AS accepted,
+       last.transaction_id::text::bigint AS last_transaction_id, last.position AS last_position
+FROM cur LEFT JOIN ok ON true LEFT JOIN last ON true
+"#;
+
+/// Which constraint an insert tripped over, if it was a unique violation we expect.
+enum Collision {
+    StreamVersion,
+    CommandId,
+}
+
+fn collision(error: &sqlx::Error) -> Option<Collision> {
+    let db = error.as_database_error()?;
+    match db.constraint() {
+        Some("events_stream_version_key") => Some(Collision::StreamVersion),
+        Some("command_log_pkey") => Some(Collision::CommandId),
+        _ => None,
+    }
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl EventStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self::with_upcasters(pool, Upcasters::default())
+    }
+
+    pub fn with_upcasters(pool: PgPool, upcasters: Upcasters) -> Self {
+        Self {
+            pool,
+            upcasters: Arc::new(upcasters),
+            wakeup: Wakeup::default(),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn wakeup(&self) -> &Wakeup {
+        &self.wakeup
+    }
+
+    /// Runs LISTEN/NOTIFY for cross-process wake-ups until the returned task is aborted.
+    pub fn spawn_wakeups(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.wakeup.clone().run(self.pool.clone()))
+    }
+
+    /// Appends a batch to one stream if the stream is as expected. All or nothing.
+    pub async fn append(
+        &self,
+        stream_id: Uuid,
+        stream_type: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        metadata: &Metadata,
+    ) -> Result<Appended, StoreError> {
+        validate_batch(stream_type, events, metadata, false)?;
+        loop {
+            match self
+                .try_append(
+                    &self.pool,
+                    stream_id,
+                    stream_type,
+                    expected,
+                    events,
+                    metadata,
+                    None,
+                )
+                .await
+            {
+                Err(e)
+                    if expected == ExpectedVersion::Any
+                        && matches!(collision_of(&e), Some(Collision::StreamVersion)) =>
+                {
+                    continue
+                }
+                other => return self.finish_append(stream_id, expected, other).await,
+            }
+        }
+    }
+
+    /// Appends inside a transaction (or on a connection) the caller holds, e.g. to write
+    /// events together with other rows. The caller commits; local followers are woken now and
+    /// poll until the commit is visible.
+    pub async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        stream_id: Uuid,
+        stream_type: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        metadata: &Metadata,
+    ) -> Result<Appended, StoreError> {
+        validate_batch(stream_type, events, metadata, false)?;
+        let result = self
+            .try_append(
+                &mut *conn,
+                stream_id,
+                stream_type,
+                expected,
+                events,
+                metadata,
+                None,
+            )
+            .await;
+        match result {
+            Err(e) if matches!(collision_of(&e), Some(Collision::StreamVersion)) => {
+                Err(StoreError::WrongExpectedVersion {
+                    stream_id,
+                    expected,
+                    // The transaction is aborted, so the actual version comes from a fresh read.
+                    actual: self.stream_version(stream_id).await?,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Appends the events a command decided, recording the command under its id in the same
+    /// statement. If the id already ran, appends nothing and returns the first result; if it
+    /// ran as a different command (or on another stream), refuses.
+    pub async fn append_command(
+        &self,
+        stream_id: Uuid,
+        stream_type: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        metadata: &Metadata,
+        command: &Value,
+    ) -> Result<CommandAppended, StoreError> {
+        validate_batch(stream_type, events, metadata, true)?;
+        let command_id = metadata.command_id.ok_or(StoreError::MissingCommandId)?;
+        loop {
+            let result = self
+                .try_append(
+                    &self.pool,
+                    stream_id,
+                    stream_type,
+                    expected,
+                    events,
+                    metadata,
+                    Some(command),
+                )
+                .await;
+            match collision_of_result(&result) {
+                None => {
+                    let appended = self.finish_append(stream_id, expected, result).await?;
+                    return Ok(CommandAppended {
+                        appended,
+                        replayed: false,
+                    });
+                }
+                // Either a concurrent resend of this very command won, or the stream moved on.
+                Some(kind) => {
+                    if let Some(done) = self.replay_command(command_id, stream_id, command).await? {
+                        return Ok(done);
+                    }
+                    if matches!(kind, Collision::StreamVersion) && expected == ExpectedVersion::Any
+                    {
+                        continue;
+                    }
+                    return self
+                        .finish_append(stream_id, expected, result)
+                        .await
+                        .map(|appended| CommandAppended {
+                            appended,
+                            replayed: false,
+                        });
+                }
+            }
+        }
+    }
+
+    /// The first result of `command_id` if it already ran as this same command on this stream;
+    /// `CommandIdReused` if it ran as something else; `None` if it never ran.
+    pub async fn replay_command(
+        &self,
+        command_id: Uuid,
+        stream_id: Uuid,
+        command: &Value,
+    ) -> Result<Option<CommandAppended>, StoreError> {
+        match self.lookup_command(command_id).await? {
+            None => Ok(None),
+            Some(record)
+                if record.appended.stream_id == stream_id && &record.command == command =>
+            {
+                Ok(Some(CommandAppended {
+                    appended: record.appended,
+                    replayed: true,
+                }))
+            }
+            Some(_) => Err(StoreError::CommandIdReused { command_id }),
+        }
+    }
+
+    /// What the command log holds for `command_id`.
+    pub async fn lookup_command(
+        &self,
+        command_id: Uuid,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        let row: Option<CommandRow> = sqlx::query_as(
+            "SELECT command_id, stream_id, stream_type, command, first_version, last_version, \
+                    last_transaction_id::text::bigint AS last_transaction_id, last_position \
+             FROM command_log WHERE command_id = $1",
+        )
+        .bind(command_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| CommandRecord {
+            command_id: r.command_id,
+            stream_type: r.stream_type,
+            command: r.command,
+            appended: Appended {
+                stream_id: r.stream_id,
+                first_version: to_u64(r.first_version),
+                last_version: to_u64(r.last_version),
+                cursor: r
+                    .last_transaction_id
+                    .zip(r.last_position)
+                    .map(|(tx, pos)| Cursor::new(to_u64(tx), pos)),
+            },
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_append<'e>(
+        &self,
+        executor: impl PgExecutor<'e>,
+        stream_id: Uuid,
+        stream_type: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        metadata: &Metadata,
+        command: Option<&Value>,
+    ) -> Result<Appended, StoreError> {
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
+        let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
+        let row: AppendRow = sqlx::query_as(APPEND_SQL)
+            .bind(stream_id)
+            .bind(stream_type)
+            .bind(expected.as_sql())
+            .bind(&types)
+            .bind(&versions)
+            .bind(&payloads)
+            .bind(&metadata.actor)
+            .bind(metadata.command_id)
+            .bind(metadata.correlation_id)
+            .bind(metadata.causation_id)
+            .bind(command)
+            .fetch_one(executor)
+            .await?;
+        if let Some(actual) = row.current_type.filter(|t| t != stream_type) {
+            return Err(StoreError::StreamTypeMismatch {
+                stream_id,
+                expected: stream_type.to_owned(),
+                actual,
+            });
+        }
+        if !row.accepted {
+            return Err(StoreError::WrongExpectedVersion {
+                stream_id,
+                expected,
+                actual: to_u64(row.current_version),
+            });
+        }
+        self.wakeup.appended_here();
+        let first_version = to_u64(row.current_version) + 1;
+        Ok(Appended {
+            stream_id,
+            first_version,
+            last_version: first_version + events.len() as u64 - 1,
+            cursor: row
+                .last_transaction_id
+                .zip(row.last_position)
+                .map(|(tx, pos)| Cursor::new(to_u64(tx), pos)),
+        })
+    }
+
+    /// Turns a lost race on (stream_id, version) into the conflict error, with the version the
+    /// stream actually reached.
+    async fn finish_append(
+        &self,
+        stream_id: Uuid,
+        expected: ExpectedVersion,
+        result: Result<Appended, StoreError>,
+    ) -> Result<Appended, StoreError> {
+        match result {
+            Err(e) if matches!(collision_of(&e), Some(Collision::StreamVersion)) => {
+                Err(StoreError::WrongExpectedVersion {
+                    stream_id,
+                    expected,
+                    actual: self.stream_version(stream_id).await?,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// The stream's current version; 0 when it does not exist.
+    pub async fn stream_version(&self, stream_id: Uuid) -> Result<u64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM events WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(v.map(to_u64).unwrap_or(0))
+    }
+
+    /// One stream's events after `after_version`, in stream order. `StreamNotFound` when the
+    /// stream has no events at all.
+    pub async fn read_stream(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self
+            .read_stream_range(stream_id, after_version, u64::MAX)
+            .await?;
+        if events.is_empty() && (after_version == 0 || self.stream_version(stream_id).await? == 0) {
+            return Err(StoreError::StreamNotFound { stream_id });
+        }
+        Ok(events)
+    }
+
+    /// Events of one stream with `after_version < version <= up_to_version`; empty for an
+    /// unknown stream (for loading aggregates, where a new stream is normal).
+    pub async fn read_stream_range(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
+        ))
+        .bind(stream_id)
+        .bind(i64::try_from(after_version).unwrap_or(i64::MAX))
+        .bind(i64::try_from(up_to_version).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|row| self.decode(row)).collect()
+    }
+
+    /// Up to `limit` events of the global log after `after`, in read order.
+    ///
+    /// Only events of transactions older than every transaction still running are returned:
+    /// below that horizon nothing can be inserted any more, so a cursor taken from the last
+    /// event returned is final, and no later read can find an event before it.
+    pub async fn read_all(
+        &self,
+        after: Cursor,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, position LIMIT $3"
+        ))
+        .bind(i64::try_from(after.transaction_id).unwrap_or(i64::MAX))
+        .bind(after.position)
+        .bind(limit.clamp(1, 10_000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|row| self.decode(row)).collect()
+    }
+
+    /// The cursor of the last committed event in read order (`START` for an empty log). Readers
+    /// reach it once every older transaction has finished.
+    pub async fn head(&self) -> Result<Cursor, StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text::bigint, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .map(|(tx, pos)| Cursor::new(to_u64(tx), pos))
+            .unwrap_or(Cursor::START))
+    }
+
+    /// Every event after `after`, in read order: first what is already there, page by page,
+    /// then live as appends commit. Never ends by itself; drop it to stop. Each event is
+    /// yielded once; an error ends the stream (resume from the last cursor seen).
+    pub fn follow(
+        &self,
+        after: Cursor,
+        options: FollowOptions,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+        let store = self.clone();
+        async_stream::try_stream! {
+            let mut after = after;
+            let mut woken = store.wakeup.subscribe();
+            loop {
+                // Mark the wake-up state seen *before* reading, so that an append landing
+                // between the read and the wait still wakes us.
+                woken.borrow_and_update();
+                let page = store.read_all(after, options.page_size).await?;
+                let full = page.len() as i64 >= options.page_size;
+                for event in page {
+                    after = event.cursor;
+                    yield event;
+                }
+                if !full {
+                    // Timeout or wake-up alike: look again. A closed channel cannot happen while
+                    // `store` holds the sender, but polling covers it regardless.
+                    let _ = tokio::time::timeout(options.poll_interval, woken.changed()).await;
+                }
+            }
+        }
+    }
+
+    fn decode(&self, row: EventRow) -> Result<RecordedEvent, StoreError> {
+        let stored_version = u32::try_from(row.schema_version).unwrap_or(0);
+        let (schema_version, payload) = self
+            .upcasters
+            .upcast(&row.event_type, stored_version, row.payload)
+            .map_err(|reason| StoreError::Undecodable {
+                position: row.position,
+                event_type: row.event_type.clone(),
+                schema_version: stored_version,
+                reason,
+            })?;
+        Ok(RecordedEvent {
+            cursor: Cursor::new(to_u64(row.transaction_id), row.position),
+            stream_id: row.stream_id,
+            stream_type: row.stream_type,
+            version: to_u64(row.version),
+            event_type: row.event_type,
+            schema_version,
+            payload,
+            metadata: Metadata {
+                actor: row.actor,
+                command_id: row.command_id,
+                correlation_id: row.correlation_id,
+                causation_id: row.causation_id,
+            },
+            recorded_at: row.recorded_at,
+        })
+    }
+}
+
+fn collision_of(error: &StoreError) -> Option<Collision> {
+    match error {
+        StoreError::Database(e) => collision(e),
+        _ => None,
+    }
+}
+
+fn collision_of_result<T>(result: &Result<T, StoreError>) -> Option<Collision> {
+    result.as_ref().err().and_then(collision_of)
+}
+
+fn validate_batch(
+    stream_type: &str,
+    events: &[NewEvent],
+    metadata: &Metadata,
+    command: bool,
+) -> Result<(), StoreError> {
+    validate_name("stream type", stream_type)?;
+    if events.is_empty() && !command {
+        return Err(StoreError::EmptyBatch);
+    }
+    if events.len() > MAX_BATCH_EVENTS {
+        return Err(StoreError::BatchTooLarge {
+            count: events.len(),
+            limit: MAX_BATCH_EVENTS,
+        });
+    }
+    metadata.validate()?;
+    events.iter().try_for_each(NewEvent::validate)
+}

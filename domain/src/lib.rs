@@ -1,0 +1,58 @@
+//! Caseledger's domain: what may happen, decided without I/O.
+//!
+//! A tour:
+//! - [`Aggregate`] is the shape every aggregate takes: `decide` turns a command and the current
+//!   state into new events (or refuses), `evolve` folds one event into the state. Both are pure and
+//!   synchronous; time arrives as the `now` argument and look-ups arrive inside the command, so the
+//!   same inputs always give the same answer and tests need no database.
+//! - The event store and command handler that drive these functions live in the `commands` crate;
+//!   the read models built from the resulting events live in `projections`.
+//!
+//! Events are serde enums, adjacently tagged (`#[serde(tag = "type", content = "data")]`) with
+//! struct variants: the tag becomes the stored event type and the content the stored JSON object.
+
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// An event-sourced aggregate: its state is the fold of its own events, and it alone decides
+/// which new events a command produces.
+pub trait Aggregate: Default + Clone + Send + Sync + 'static {
+    /// The stream type its streams are stored under (`renewal`, `task`, ...). Stable forever:
+    /// stored events carry it.
+    const STREAM_TYPE: &'static str;
+
+    /// What a caller asks for. Serializable so that the command log can tell a resent command
+    /// from a different command that reuses an id.
+    type Command: Serialize + Send + Sync + 'static;
+
+    /// What happened, in the past tense. Adjacently tagged serde enum with struct variants.
+    type Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+
+    /// Why a command was refused; each variant names what was wrong.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Decides a command against the current state at time `now`.
+    fn decide(
+        &self,
+        command: &Self::Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Self::Event>, Self::Error>;
+
+    /// Folds one event into the state. Must accept every event `decide` ever produced, including
+    /// old ones (after upcasting), so it never fails.
+    fn evolve(self, event: &Self::Event) -> Self;
+
+    /// The schema version new events of `event_type` are written with. Bump it (and register an
+    /// upcaster for the old version) when an event's shape changes.
+    fn event_schema_version(event_type: &str) -> u32 {
+        let _ = event_type;
+        1
+    }
+}
+
+/// Folds a history into a state, from the default (empty) state.
+pub fn fold<'a, A: Aggregate>(events: impl IntoIterator<Item = &'a A::Event>) -> A {
+    events
+        .into_iter()
+        .fold(A::default(), |state, event| state.evolve(event))
+}
