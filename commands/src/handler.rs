@@ -247,9 +247,19 @@ impl<A: Aggregate> CommandHandler<A> {
         let _queue = self.locks.lock(stream_id).await;
         for attempt in 1..=self.max_attempts {
             let (version, state) = self.load(stream_id).await?;
-            let events = state
-                .decide(command, self.clock.now())
-                .map_err(HandleError::Rejected)?;
+            let events = match state.decide(command, self.clock.now()) {
+                Ok(events) => events,
+                Err(refusal) => {
+                    // A resend of this command may have run between our first look in the
+                    // command log and our load; then the state we refused on is its result.
+                    if let (Some(id), Some(json)) = (metadata.command_id, &recorded_command) {
+                        if let Some(done) = self.store.replay_command(id, stream_id, json).await? {
+                            return self.replayed(done.appended).await;
+                        }
+                    }
+                    return Err(HandleError::Rejected(refusal));
+                }
+            };
             if events.is_empty() && recorded_command.is_none() {
                 return Ok(CommandOutcome {
                     stream_id,

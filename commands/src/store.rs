@@ -330,30 +330,32 @@ impl EventStore {
                     Some(command),
                 )
                 .await;
-            match collision_of_result(&result) {
-                None => {
-                    let appended = self.finish_append(stream_id, expected, result).await?;
-                    return Ok(CommandAppended {
-                        appended,
-                        replayed: false,
-                    });
-                }
-                // Either a concurrent resend of this very command won, or the stream moved on.
-                Some(kind) => {
-                    if let Some(done) = self.replay_command(command_id, stream_id, command).await? {
-                        return Ok(done);
-                    }
-                    if matches!(kind, Collision::StreamVersion) && expected == ExpectedVersion::Any
-                    {
-                        continue;
-                    }
+            let collided = collision_of_result(&result);
+            let lost_race =
+                collided.is_some() || result.as_ref().is_err_and(StoreError::is_conflict);
+            if !lost_race {
+                return result.map(|appended| CommandAppended {
+                    appended,
+                    replayed: false,
+                });
+            }
+            // Either a resend of this very command got there first (then its result is the
+            // answer), or the stream moved on (then it is a conflict like any other).
+            if let Some(done) = self.replay_command(command_id, stream_id, command).await? {
+                return Ok(done);
+            }
+            match collided {
+                // The command id's owner rolled back after all: try again.
+                Some(Collision::CommandId) => continue,
+                Some(Collision::StreamVersion) if expected == ExpectedVersion::Any => continue,
+                _ => {
                     return self
                         .finish_append(stream_id, expected, result)
                         .await
                         .map(|appended| CommandAppended {
                             appended,
                             replayed: false,
-                        });
+                        })
                 }
             }
         }
