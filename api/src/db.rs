@@ -40,6 +40,12 @@ pub struct Database {
 
 impl Database {
     pub fn from_url(url: &str) -> Result<Self, DbError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(DbError::InvalidUrl {
+                url: redact(url),
+                reason: "it must start with postgres:// or postgresql://".into(),
+            });
+        }
         let options = PgConnectOptions::from_str(url).map_err(|e| DbError::InvalidUrl {
             url: redact(url),
             reason: e.to_string(),
