@@ -15,8 +15,25 @@ pub enum ApiError {
     RouteNotFound,
     #[error("the database is unreachable")]
     DatabaseUnavailable,
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    #[error("no projection is named {0:?}")]
+    UnknownProjection(String),
+    #[error("{projection} has not yet reached cursor {cursor}; retry shortly")]
+    ReadModelBehind {
+        projection: String,
+        cursor: commands::Cursor,
+    },
+    #[error("cursor {cursor} is beyond the end of the log ({head})")]
+    FutureCursor {
+        cursor: commands::Cursor,
+        head: commands::Cursor,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Anything else that went wrong on our side; logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// The problem document (RFC 9457), plus our stable `code`.
@@ -39,6 +56,23 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_unavailable",
                 "Service unavailable",
+            ),
+            ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query", "Bad request"),
+            ApiError::UnknownProjection(_) => {
+                (StatusCode::NOT_FOUND, "unknown_projection", "Not found")
+            }
+            ApiError::ReadModelBehind { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read_model_behind",
+                "Service unavailable",
+            ),
+            ApiError::FutureCursor { .. } => {
+                (StatusCode::BAD_REQUEST, "cursor_in_future", "Bad request")
+            }
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
             ),
             ApiError::Store(e) => match e {
                 S::WrongExpectedVersion { .. } => {
@@ -92,7 +126,9 @@ impl ApiError {
 
     pub fn problem(&self) -> Problem {
         let (status, code, title) = self.parts();
-        let detail = if status.is_server_error() && !matches!(self, ApiError::DatabaseUnavailable) {
+        let detail = if status.is_server_error()
+            && matches!(self, ApiError::Internal(_) | ApiError::Store(_))
+        {
             "something went wrong on our side; it has been logged".to_owned()
         } else {
             self.to_string()
@@ -107,6 +143,12 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
@@ -115,7 +157,16 @@ impl IntoResponse for ApiError {
         }
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry = matches!(
+            self,
+            ApiError::ReadModelBehind { .. } | ApiError::DatabaseUnavailable
+        );
         let mut response = (status, axum::Json(problem)).into_response();
+        if retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

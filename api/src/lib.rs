@@ -11,23 +11,70 @@
 //! - `main.rs`: the command line (`serve`, `migrate`, `bench`).
 
 pub mod bench;
+pub mod consistency;
 pub mod db;
 pub mod error;
 pub mod routes;
 
+use std::time::Duration;
+
 use axum::Router;
 use commands::EventStore;
+use projections::{ProjectionStatus, Projector};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: EventStore,
+    /// The read models this server knows (and, under `serve`, runs).
+    pub projector: Projector,
+    /// Longest a query waits for its read model to reach a requested cursor.
+    pub read_wait: Duration,
+}
+
+impl AppState {
+    pub fn new(store: EventStore) -> Self {
+        let projector = Projector::new(
+            store.clone(),
+            projections::all(),
+            projections::RuntimeConfig::default(),
+        );
+        Self {
+            store,
+            projector,
+            read_wait: consistency::WAIT_TIMEOUT,
+        }
+    }
+}
+
+/// Status of every projection, as operators see it (CLI and admin route).
+pub async fn projection_status(
+    store: &EventStore,
+    projector: &Projector,
+) -> Result<Vec<ProjectionStatus>, error::ApiError> {
+    let head = store.head().await?;
+    let mut out = Vec::new();
+    for p in projector.projections() {
+        out.push(
+            projections::checkpoint::status(
+                store.pool(),
+                p.name(),
+                head,
+                projector.config().page_size,
+            )
+            .await
+            .map_err(error::ApiError::internal)?,
+        );
+    }
+    Ok(out)
 }
 
 /// The HTTP application.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::router())
+        .merge(routes::streams::router())
+        .merge(routes::admin::router())
         .fallback(|| async { error::ApiError::RouteNotFound })
         .with_state(state)
 }

@@ -38,9 +38,28 @@ enum Command {
     },
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
+    /// Inspect, rebuild and verify read models.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
     /// Benchmarks, each against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Each projection's checkpoint, the head, lag, state and last error.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay from position zero into fresh tables, then swap them in; queries keep reading
+    /// the old tables until the swap.
+    Rebuild { name: String },
+    /// Rebuild into scratch tables and compare them with the live ones, row by row. Exits
+    /// non-zero when they differ.
+    Verify { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,18 +109,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db_connections,
         } => {
             let pool = db.prepare(db_connections).await?;
-            let store = EventStore::new(pool.clone());
-            let wakeups = store.spawn_wakeups();
+            let state = AppState::new(EventStore::new(pool.clone()));
+            let wakeups = state.store.spawn_wakeups();
+            let projectors = state.projector.spawn();
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("could not listen on {listen}"))?;
             tracing::info!(address = %listen, database = %db.display_url, "caseledger serving");
-            caseledger::serve(listener, AppState { store }, shutdown_signal())
+            caseledger::serve(listener, state, shutdown_signal())
                 .await
                 .context("server failed")?;
+            // Aborting a projector is safe: its open page rolls back with its connection.
+            for task in projectors {
+                task.abort();
+            }
             wakeups.abort();
             pool.close().await;
             tracing::info!("stopped");
+        }
+        Command::Projections(command) => {
+            let pool = db.prepare(4).await?;
+            let state = AppState::new(EventStore::new(pool.clone()));
+            let result = projections_command(&state, command).await;
+            pool.close().await;
+            result?;
         }
         Command::Bench(BenchCommand::Append {
             seconds,
@@ -122,6 +153,119 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn projections_command(state: &AppState, command: ProjectionsCommand) -> anyhow::Result<()> {
+    let find = |name: &str| {
+        state.projector.find(name).with_context(|| {
+            let known: Vec<&str> = state
+                .projector
+                .projections()
+                .iter()
+                .map(|p| p.name())
+                .collect();
+            format!(
+                "no projection is named {name:?}; known: {}",
+                known.join(", ")
+            )
+        })
+    };
+    let page_size = state.projector.config().page_size;
+    match command {
+        ProjectionsCommand::Status { json } => {
+            let status = caseledger::projection_status(&state.store, &state.projector).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!(
+                    "{:<20} {:<12} {:>14} {:>12} {:>10}  last error",
+                    "projection", "state", "checkpoint", "lag events", "lag s"
+                );
+                for s in status {
+                    let state = serde_json::to_value(s.state)?;
+                    println!(
+                        "{:<20} {:<12} {:>14} {:>12} {:>10.1}  {}",
+                        s.name,
+                        state.as_str().unwrap_or("?"),
+                        s.checkpoint.to_string(),
+                        s.lag_events,
+                        s.lag_seconds,
+                        s.last_error
+                            .map(|e| format!(
+                                "{e} (at position {})",
+                                s.last_error_position.unwrap_or(0)
+                            ))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        ProjectionsCommand::Rebuild { name } => {
+            let projection = find(&name)?;
+            let bar = progress_bar();
+            let report =
+                projections::rebuild::rebuild(&state.store, projection.as_ref(), page_size, |p| {
+                    bar.set_length(p.events_total);
+                    bar.set_position(p.events_done);
+                })
+                .await?;
+            bar.finish_and_clear();
+            println!(
+                "rebuilt {}: {} events in {:.1} s, checkpoint {}",
+                report.projection, report.events, report.seconds, report.checkpoint
+            );
+        }
+        ProjectionsCommand::Verify { name } => {
+            let projection = find(&name)?;
+            let bar = progress_bar();
+            let report =
+                projections::rebuild::verify(&state.store, projection.as_ref(), page_size, |p| {
+                    bar.set_length(p.events_total);
+                    bar.set_position(p.events_done);
+                })
+                .await?;
+            bar.finish_and_clear();
+            for t in &report.tables {
+                let verdict = if t.only_live.is_empty() && t.only_rebuilt.is_empty() {
+                    "equal"
+                } else {
+                    "DIFFERENT"
+                };
+                println!(
+                    "{}: {verdict} (live {} rows, rebuilt {} rows)",
+                    t.table, t.live_rows, t.rebuilt_rows
+                );
+                for row in &t.only_live {
+                    println!("  only live:    {row}");
+                }
+                for row in &t.only_rebuilt {
+                    println!("  only rebuilt: {row}");
+                }
+            }
+            if !report.equal {
+                anyhow::bail!(
+                    "{} differs from a rebuild at checkpoint {}",
+                    report.projection,
+                    report.checkpoint
+                );
+            }
+            println!(
+                "{} equals a rebuild at checkpoint {}",
+                report.projection, report.checkpoint
+            );
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} events  {per_sec}  eta {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_caseledger");
 
 fn server_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/caseledger".into())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/caseledger".into())
 }
 
 /// The same server as DATABASE_URL, another database.
@@ -18,7 +19,9 @@ fn url_for(database: &str) -> anyhow::Result<String> {
 
 async fn drop_database(name: &str) -> anyhow::Result<()> {
     let pool = sqlx::PgPool::connect(&url_for("postgres")?).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&pool).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await?;
     Ok(())
 }
 
@@ -35,7 +38,9 @@ impl Drop for Child {
 #[tokio::test]
 async fn serve_creates_a_missing_database_migrates_and_answers_health() -> anyhow::Result<()> {
     let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let _server = Child(
         Command::new(BIN)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -48,7 +53,9 @@ async fn serve_creates_a_missing_database_migrates_and_answers_health() -> anyho
     let health = loop {
         match reqwest::get(format!("http://127.0.0.1:{port}/health")).await {
             Ok(r) => break r.json::<serde_json::Value>().await?,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             Err(e) => anyhow::bail!("server never answered: {e}"),
         }
     };
@@ -56,27 +63,43 @@ async fn serve_creates_a_missing_database_migrates_and_answers_health() -> anyho
     drop(_server);
 
     // A second run finds the database and its migrations in place.
-    let again = Command::new(BIN).arg("migrate").env("DATABASE_URL", url_for(&name)?).output()?;
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let again = Command::new(BIN)
+        .arg("migrate")
+        .env("DATABASE_URL", url_for(&name)?)
+        .output()?;
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     drop_database(&name).await
 }
 
 #[test]
 fn without_a_database_server_it_says_so_in_one_line_and_exits_non_zero() -> anyhow::Result<()> {
     let url = "postgres://postgres@127.0.0.1:1/caseledger";
-    let out = Command::new(BIN).arg("migrate").env("DATABASE_URL", url).output()?;
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .env("DATABASE_URL", url)
+        .output()?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains(url), "names the URL it tried: {stderr}");
-    assert!(lines[0].contains("pg_ctlcluster"), "says how to start a server: {stderr}");
+    assert!(
+        lines[0].contains("pg_ctlcluster"),
+        "says how to start a server: {stderr}"
+    );
     Ok(())
 }
 
 #[test]
 fn a_malformed_database_url_is_refused_clearly() -> anyhow::Result<()> {
-    let out = Command::new(BIN).arg("migrate").env("DATABASE_URL", "mysql://nope").output()?;
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .env("DATABASE_URL", "mysql://nope")
+        .output()?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid PostgreSQL URL"));
     Ok(())

@@ -43,8 +43,9 @@ impl NewEvent {
         self
     }
 
-    /// Checks everything that can be checked without the database.
-    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+    /// Checks everything that can be checked without the database; returns the payload as
+    /// compact JSON, the form it is sent in (so it is serialised once).
+    pub(crate) fn validate(&self) -> Result<String, StoreError> {
         validate_name("event type", &self.event_type)?;
         if self.schema_version == 0 || self.schema_version > i32::MAX as u32 {
             return Err(StoreError::InvalidName {
@@ -67,17 +68,16 @@ impl NewEvent {
                 found,
             });
         }
-        let size = serde_json::to_vec(&self.payload)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > MAX_PAYLOAD_BYTES {
+        // A `Value` always serialises; an error here would be a serde_json bug.
+        let json = serde_json::to_string(&self.payload).unwrap_or_default();
+        if json.len() > MAX_PAYLOAD_BYTES {
             return Err(StoreError::PayloadTooLarge {
                 event_type: self.event_type.clone(),
-                size,
+                size: json.len(),
                 limit: MAX_PAYLOAD_BYTES,
             });
         }
-        Ok(())
+        Ok(json)
     }
 }
 

@@ -4,13 +4,15 @@
 //! immutable, a cached `(version, state)` is a correct prefix of the stream forever; a load reads
 //! only the events after it, so a hot aggregate costs the same at event 10 and at event 10,000,
 //! whoever else writes to it. Commands on one stream queue behind each other inside this process,
-//! so local writers do not waste work on conflicts; writers in other processes are still caught by
-//! the expected-version check and retried.
+//! so local writers do not waste work on conflicts. Writers in other processes are caught by the
+//! expected-version check; after such a conflict the stream counts as contended for a while, and
+//! commands on it first take a per-stream advisory lock in PostgreSQL, so that processes sharing
+//! a hot stream take turns instead of colliding. Uncontended streams never pay for that lock.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use domain::Aggregate;
 use uuid::Uuid;
@@ -130,6 +132,10 @@ pub struct CommandHandler<A: Aggregate> {
     max_attempts: u32,
     /// Expected-version conflicts seen so far, for metrics and benchmarks.
     conflicts: AtomicU64,
+    /// Streams on which this handler lost a race to another process, and when. Commands on
+    /// them queue on a per-stream database lock for a while, so that hot streams shared by
+    /// several processes are written in turn instead of by trial and error.
+    contended: Mutex<HashMap<Uuid, Instant>>,
 }
 
 impl<A: Aggregate> std::fmt::Debug for CommandHandler<A> {
@@ -144,6 +150,9 @@ impl<A: Aggregate> std::fmt::Debug for CommandHandler<A> {
 /// States cached per handler; a miss only costs a full read of that stream.
 const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
+/// How long a stream counts as contended after a lost race.
+const CONTENDED_FOR: Duration = Duration::from_secs(10);
+
 impl<A: Aggregate> CommandHandler<A> {
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
         Self {
@@ -156,6 +165,7 @@ impl<A: Aggregate> CommandHandler<A> {
             locks: StreamLocks::default(),
             max_attempts: 8,
             conflicts: AtomicU64::new(0),
+            contended: Mutex::new(HashMap::new()),
         }
     }
 
@@ -246,79 +256,121 @@ impl<A: Aggregate> CommandHandler<A> {
 
         let _queue = self.locks.lock(stream_id).await;
         for attempt in 1..=self.max_attempts {
-            let (version, state) = self.load(stream_id).await?;
-            let events = match state.decide(command, self.clock.now()) {
-                Ok(events) => events,
-                Err(refusal) => {
-                    // A resend of this command may have run between our first look in the
-                    // command log and our load; then the state we refused on is its result.
-                    if let (Some(id), Some(json)) = (metadata.command_id, &recorded_command) {
-                        if let Some(done) = self.store.replay_command(id, stream_id, json).await? {
-                            return self.replayed(done.appended).await;
-                        }
-                    }
-                    return Err(HandleError::Rejected(refusal));
-                }
+            // Once another process has beaten us to this stream, queue behind it in the
+            // database instead of racing it again.
+            let db_queue = if attempt > 1 || self.recently_contended(stream_id) {
+                Some(self.store.lock_stream(stream_id).await?)
+            } else {
+                None
             };
-            if events.is_empty() && recorded_command.is_none() {
-                return Ok(CommandOutcome {
-                    stream_id,
-                    events,
-                    version,
-                    cursor: None,
-                    replayed: false,
-                });
+            let result = self
+                .attempt(stream_id, command, metadata, recorded_command.as_ref())
+                .await;
+            if let Some(lock) = db_queue {
+                lock.release().await;
             }
-            let new_events = events
-                .iter()
-                .map(codec::encode::<A>)
-                .collect::<Result<Vec<_>, _>>()?;
-            let expected = ExpectedVersion::Exact(version);
-            let result = match &recorded_command {
-                Some(json) => self
-                    .store
-                    .append_command(
-                        stream_id,
-                        A::STREAM_TYPE,
-                        expected,
-                        &new_events,
-                        metadata,
-                        json,
-                    )
-                    .await
-                    .map(|c| (c.appended, c.replayed)),
-                None => self
-                    .store
-                    .append(stream_id, A::STREAM_TYPE, expected, &new_events, metadata)
-                    .await
-                    .map(|a| (a, false)),
-            };
             match result {
-                Ok((appended, false)) => {
-                    let state = events.iter().fold(state, |s, e| s.evolve(e));
-                    self.remember(stream_id, appended.last_version, &state);
-                    return Ok(CommandOutcome {
-                        stream_id,
-                        events,
-                        version: appended.last_version,
-                        cursor: appended.cursor,
-                        replayed: false,
-                    });
-                }
-                Ok((appended, true)) => return self.replayed(appended).await,
-                Err(e) if e.is_conflict() => {
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => {
                     self.conflicts.fetch_add(1, Ordering::Relaxed);
+                    self.mark_contended(stream_id);
                     tracing::debug!(%stream_id, attempt, "conflict; deciding again");
-                    // Another process wrote meanwhile; a short, growing pause lets it finish.
-                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         Err(HandleError::TooManyConflicts {
             stream_id,
             attempts: self.max_attempts,
         })
+    }
+
+    /// One load-decide-append round. `Ok(None)` means another writer got there first.
+    async fn attempt(
+        &self,
+        stream_id: Uuid,
+        command: &A::Command,
+        metadata: &Metadata,
+        recorded_command: Option<&serde_json::Value>,
+    ) -> Result<Option<CommandOutcome<A::Event>>, HandleError<A::Error>> {
+        let (version, state) = self.load(stream_id).await?;
+        let events = match state.decide(command, self.clock.now()) {
+            Ok(events) => events,
+            Err(refusal) => {
+                // A resend of this command may have run between our first look in the
+                // command log and our load; then the state we refused on is its result.
+                if let (Some(id), Some(json)) = (metadata.command_id, recorded_command) {
+                    if let Some(done) = self.store.replay_command(id, stream_id, json).await? {
+                        return self.replayed(done.appended).await.map(Some);
+                    }
+                }
+                return Err(HandleError::Rejected(refusal));
+            }
+        };
+        if events.is_empty() && recorded_command.is_none() {
+            return Ok(Some(CommandOutcome {
+                stream_id,
+                events,
+                version,
+                cursor: None,
+                replayed: false,
+            }));
+        }
+        let new_events = events
+            .iter()
+            .map(codec::encode::<A>)
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected = ExpectedVersion::Exact(version);
+        let result = match recorded_command {
+            Some(json) => self
+                .store
+                .append_command(
+                    stream_id,
+                    A::STREAM_TYPE,
+                    expected,
+                    &new_events,
+                    metadata,
+                    json,
+                )
+                .await
+                .map(|c| (c.appended, c.replayed)),
+            None => self
+                .store
+                .append(stream_id, A::STREAM_TYPE, expected, &new_events, metadata)
+                .await
+                .map(|a| (a, false)),
+        };
+        match result {
+            Ok((appended, false)) => {
+                let state = events.iter().fold(state, |s, e| s.evolve(e));
+                self.remember(stream_id, appended.last_version, &state);
+                Ok(Some(CommandOutcome {
+                    stream_id,
+                    events,
+                    version: appended.last_version,
+                    cursor: appended.cursor,
+                    replayed: false,
+                }))
+            }
+            Ok((appended, true)) => self.replayed(appended).await.map(Some),
+            Err(e) if e.is_conflict() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn recently_contended(&self, stream_id: Uuid) -> bool {
+        let contended = self.contended.lock().unwrap_or_else(|p| p.into_inner());
+        contended
+            .get(&stream_id)
+            .is_some_and(|since| since.elapsed() < CONTENDED_FOR)
+    }
+
+    fn mark_contended(&self, stream_id: Uuid) {
+        let mut contended = self.contended.lock().unwrap_or_else(|p| p.into_inner());
+        if contended.len() >= DEFAULT_CACHE_CAPACITY {
+            contended.retain(|_, since| since.elapsed() < CONTENDED_FOR);
+        }
+        contended.insert(stream_id, Instant::now());
     }
 
     async fn replayed(

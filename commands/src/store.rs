@@ -29,16 +29,6 @@ pub enum ExpectedVersion {
     Any,
 }
 
-impl ExpectedVersion {
-    fn as_sql(self) -> Option<i64> {
-        match self {
-            ExpectedVersion::NoStream => Some(0),
-            ExpectedVersion::Exact(v) => Some(i64::try_from(v).unwrap_or(i64::MAX)),
-            ExpectedVersion::Any => None,
-        }
-    }
-}
-
 impl fmt::Display for ExpectedVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -104,6 +94,24 @@ impl Default for FollowOptions {
     }
 }
 
+/// Advisory-lock namespace of [`EventStore::lock_stream`].
+const STREAM_QUEUE_LOCK: i32 = 0x0CA5_E000;
+
+/// Held while a writer has its turn on a stream; see [`EventStore::lock_stream`].
+#[derive(Debug)]
+pub struct StreamLock {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+impl StreamLock {
+    /// Lets the next writer in. (Dropping it also does, once the connection is reused.)
+    pub async fn release(self) {
+        if let Err(error) = self.tx.rollback().await {
+            tracing::debug!(%error, "releasing a stream lock failed; the connection will be reset");
+        }
+    }
+}
+
 /// Handle to the event store; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct EventStore {
@@ -136,15 +144,6 @@ struct EventRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct AppendRow {
-    current_version: i64,
-    current_type: Option<String>,
-    accepted: bool,
-    last_transaction_id: Option<i64>,
-    last_position: Option<i64>,
-}
-
-#[derive(sqlx::FromRow)]
 struct CommandRow {
     command_id: Uuid,
     stream_id: Uuid,
@@ -156,36 +155,44 @@ struct CommandRow {
     last_position: Option<i64>,
 }
 
-/// One statement, so an append is one round trip and atomic: find the stream's head, check the
-/// expectation and the stream type, insert the batch, and record the command (when there is one).
-/// Two writers that pass the check with the same version collide on (stream_id, version).
+/// One statement, so an append is one round trip and atomic. The expectation is checked by the
+/// database's own indexes: the new versions must be free (the unique key on (stream_id, version)
+/// refuses them otherwise, also against a concurrent writer) and, for a stream expected at
+/// version N > 0, event N must exist with this stream type. An append to a new stream is thereby
+/// as cheap as a plain INSERT. $3 is the version expected (0 = no stream).
 const APPEND_SQL: &str = r#"
-WITH head AS (
-    SELECT version, stream_type FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
-), cur AS (
-    SELECT coalesce((SELECT version FROM head), 0) AS version, (SELECT stream_type FROM head) AS stream_type
-), ok AS (
-    SELECT version FROM cur
-    WHERE (cur.stream_type IS NULL OR cur.stream_type = $2)
-      AND ($3::bigint IS NULL OR cur.version = $3::bigint)
-), ins AS (
+INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, payload,
+                    actor, command_id, correlation_id, causation_id)
+SELECT $1, $2, $3 + e.n, e.event_type, e.schema_version, e.payload::jsonb, $7, $8, $9, $10
+FROM unnest($4::text[], $5::int[], $6::text[]) WITH ORDINALITY AS e(event_type, schema_version, payload, n)
+WHERE $3 = 0 OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND version = $3 AND stream_type = $2)
+RETURNING transaction_id::text::bigint, position
+"#;
+
+/// [`APPEND_SQL`] plus the command log row, in the same statement. Returns the batch's last
+/// cursor and whether the command was recorded (it is whenever the expectation held, also for a
+/// command that decided on no events).
+const APPEND_COMMAND_SQL: &str = r#"
+WITH ins AS (
     INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, payload,
                         actor, command_id, correlation_id, causation_id)
-    SELECT $1, $2, ok.version + e.n, e.event_type, e.schema_version, e.payload, $7, $8, $9, $10
-    FROM ok, unnest($4::text[], $5::int[], $6::jsonb[]) WITH ORDINALITY AS e(event_type, schema_version, payload, n)
-    RETURNING position, transaction_id, version
+    SELECT $1, $2, $3 + e.n, e.event_type, e.schema_version, e.payload::jsonb, $7, $8, $9, $10
+    FROM unnest($4::text[], $5::int[], $6::text[]) WITH ORDINALITY AS e(event_type, schema_version, payload, n)
+    WHERE $3 = 0 OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND version = $3 AND stream_type = $2)
+    RETURNING transaction_id, position
 ), last AS (
-    SELECT position, transaction_id FROM ins ORDER BY version DESC LIMIT 1
+    -- One transaction id for the whole batch; within it, read order is position order.
+    SELECT max(transaction_id::text::bigint) AS transaction_id, max(position) AS position, count(*) AS n FROM ins
 ), logged AS (
     INSERT INTO command_log (command_id, stream_id, stream_type, command, first_version, last_version,
                              last_transaction_id, last_position)
-    SELECT $8, $1, $2, $11, ok.version + 1, ok.version + cardinality($4::text[]),
-           (SELECT transaction_id FROM last), (SELECT position FROM last)
-    FROM ok WHERE $11::jsonb IS NOT NULL
+    SELECT $8, $1, $2, $11, $3 + 1, $3 + cardinality($4::text[]), last.transaction_id::text::xid8, last.position
+    FROM last
+    WHERE last.n = cardinality($4::text[])
+      AND ($3 = 0 OR EXISTS (SELECT FROM events WHERE stream_id = $1 AND version = $3 AND stream_type = $2))
+    RETURNING 1
 )
-SELECT cur.version AS current_version, cur.stream_type AS current_type, ok.version IS NOT NULL AS accepted,
-       last.transaction_id::text::bigint AS last_transaction_id, last.position AS last_position
-FROM cur LEFT JOIN ok ON true LEFT JOIN last ON true
+SELECT last.transaction_id, last.position, EXISTS (SELECT FROM logged) AS logged FROM last
 "#;
 
 /// Which constraint an insert tripped over, if it was a unique violation we expect.
@@ -242,7 +249,7 @@ impl EventStore {
         events: &[NewEvent],
         metadata: &Metadata,
     ) -> Result<Appended, StoreError> {
-        validate_batch(stream_type, events, metadata, false)?;
+        let payloads = validate_batch(stream_type, events, metadata, false)?;
         loop {
             match self
                 .try_append(
@@ -251,6 +258,7 @@ impl EventStore {
                     stream_type,
                     expected,
                     events,
+                    &payloads,
                     metadata,
                     None,
                 )
@@ -262,7 +270,11 @@ impl EventStore {
                 {
                     continue
                 }
-                other => return self.finish_append(stream_id, expected, other).await,
+                other => {
+                    return self
+                        .finish_append(stream_id, stream_type, expected, other)
+                        .await
+                }
             }
         }
     }
@@ -279,7 +291,7 @@ impl EventStore {
         events: &[NewEvent],
         metadata: &Metadata,
     ) -> Result<Appended, StoreError> {
-        validate_batch(stream_type, events, metadata, false)?;
+        let payloads = validate_batch(stream_type, events, metadata, false)?;
         let result = self
             .try_append(
                 &mut *conn,
@@ -287,18 +299,15 @@ impl EventStore {
                 stream_type,
                 expected,
                 events,
+                &payloads,
                 metadata,
                 None,
             )
             .await;
         match result {
+            // The caller's transaction is aborted; the refusal is read from a fresh connection.
             Err(e) if matches!(collision_of(&e), Some(Collision::StreamVersion)) => {
-                Err(StoreError::WrongExpectedVersion {
-                    stream_id,
-                    expected,
-                    // The transaction is aborted, so the actual version comes from a fresh read.
-                    actual: self.stream_version(stream_id).await?,
-                })
+                Err(self.refusal(stream_id, stream_type, expected).await)
             }
             other => other,
         }
@@ -316,7 +325,7 @@ impl EventStore {
         metadata: &Metadata,
         command: &Value,
     ) -> Result<CommandAppended, StoreError> {
-        validate_batch(stream_type, events, metadata, true)?;
+        let payloads = validate_batch(stream_type, events, metadata, true)?;
         let command_id = metadata.command_id.ok_or(StoreError::MissingCommandId)?;
         loop {
             let result = self
@@ -326,6 +335,7 @@ impl EventStore {
                     stream_type,
                     expected,
                     events,
+                    &payloads,
                     metadata,
                     Some(command),
                 )
@@ -350,7 +360,7 @@ impl EventStore {
                 Some(Collision::StreamVersion) if expected == ExpectedVersion::Any => continue,
                 _ => {
                     return self
-                        .finish_append(stream_id, expected, result)
+                        .finish_append(stream_id, stream_type, expected, result)
                         .await
                         .map(|appended| CommandAppended {
                             appended,
@@ -420,51 +430,89 @@ impl EventStore {
         stream_type: &str,
         expected: ExpectedVersion,
         events: &[NewEvent],
+        payloads: &[String],
         metadata: &Metadata,
         command: Option<&Value>,
     ) -> Result<Appended, StoreError> {
+        let at = match expected {
+            ExpectedVersion::NoStream => 0,
+            ExpectedVersion::Exact(v) => v,
+            // Appends after whatever is there now; a concurrent writer makes this collide and
+            // the caller try again.
+            ExpectedVersion::Any => self.stream_version(stream_id).await?,
+        };
+        let at_sql = i64::try_from(at).unwrap_or(i64::MAX);
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
-        let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
-        let row: AppendRow = sqlx::query_as(APPEND_SQL)
-            .bind(stream_id)
-            .bind(stream_type)
-            .bind(expected.as_sql())
-            .bind(&types)
-            .bind(&versions)
-            .bind(&payloads)
-            .bind(&metadata.actor)
-            .bind(metadata.command_id)
-            .bind(metadata.correlation_id)
-            .bind(metadata.causation_id)
-            .bind(command)
-            .fetch_one(executor)
-            .await?;
-        if let Some(actual) = row.current_type.filter(|t| t != stream_type) {
-            return Err(StoreError::StreamTypeMismatch {
+        // Both statements take the same eleven leading parameters.
+        macro_rules! bound {
+            ($query:expr) => {
+                $query
+                    .bind(stream_id)
+                    .bind(stream_type)
+                    .bind(at_sql)
+                    .bind(&types)
+                    .bind(&versions)
+                    .bind(payloads)
+                    .bind(&metadata.actor)
+                    .bind(metadata.command_id)
+                    .bind(metadata.correlation_id)
+                    .bind(metadata.causation_id)
+            };
+        }
+        let (last, accepted): (Option<(i64, i64)>, bool) = match command {
+            None => {
+                let rows: Vec<(i64, i64)> = bound!(sqlx::query_as(APPEND_SQL))
+                    .fetch_all(executor)
+                    .await?;
+                (rows.iter().copied().max_by_key(|r| r.1), !rows.is_empty())
+            }
+            Some(command) => {
+                let (tx, pos, logged): (Option<i64>, Option<i64>, bool) =
+                    bound!(sqlx::query_as(APPEND_COMMAND_SQL))
+                        .bind(command)
+                        .fetch_one(executor)
+                        .await?;
+                (tx.zip(pos), logged)
+            }
+        };
+        if !accepted {
+            return Err(self.refusal(stream_id, stream_type, expected).await);
+        }
+        self.wakeup.appended_here();
+        Ok(Appended {
+            stream_id,
+            first_version: at + 1,
+            last_version: at + events.len() as u64,
+            cursor: last.map(|(tx, pos)| Cursor::new(to_u64(tx), pos)),
+        })
+    }
+
+    /// Why an append with `expected` was not accepted, from the stream as it is now.
+    async fn refusal(
+        &self,
+        stream_id: Uuid,
+        stream_type: &str,
+        expected: ExpectedVersion,
+    ) -> StoreError {
+        let head: Result<Option<(i64, String)>, sqlx::Error> =
+            sqlx::query_as("SELECT version, stream_type FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1")
+                .bind(stream_id)
+                .fetch_optional(&self.pool)
+                .await;
+        match head {
+            Err(e) => e.into(),
+            Ok(Some((_, actual))) if actual != stream_type => StoreError::StreamTypeMismatch {
                 stream_id,
                 expected: stream_type.to_owned(),
                 actual,
-            });
-        }
-        if !row.accepted {
-            return Err(StoreError::WrongExpectedVersion {
+            },
+            Ok(head) => StoreError::WrongExpectedVersion {
                 stream_id,
                 expected,
-                actual: to_u64(row.current_version),
-            });
+                actual: head.map_or(0, |(v, _)| to_u64(v)),
+            },
         }
-        self.wakeup.appended_here();
-        let first_version = to_u64(row.current_version) + 1;
-        Ok(Appended {
-            stream_id,
-            first_version,
-            last_version: first_version + events.len() as u64 - 1,
-            cursor: row
-                .last_transaction_id
-                .zip(row.last_position)
-                .map(|(tx, pos)| Cursor::new(to_u64(tx), pos)),
-        })
     }
 
     /// Turns a lost race on (stream_id, version) into the conflict error, with the version the
@@ -472,19 +520,29 @@ impl EventStore {
     async fn finish_append(
         &self,
         stream_id: Uuid,
+        stream_type: &str,
         expected: ExpectedVersion,
         result: Result<Appended, StoreError>,
     ) -> Result<Appended, StoreError> {
         match result {
             Err(e) if matches!(collision_of(&e), Some(Collision::StreamVersion)) => {
-                Err(StoreError::WrongExpectedVersion {
-                    stream_id,
-                    expected,
-                    actual: self.stream_version(stream_id).await?,
-                })
+                Err(self.refusal(stream_id, stream_type, expected).await)
             }
             other => other,
         }
+    }
+
+    /// Takes the per-stream queue lock (a transaction-scoped advisory lock on a pooled
+    /// connection), waiting for whoever holds it. Appends do not need it for correctness; the
+    /// command handler uses it to make writers in several processes take turns on a hot stream.
+    pub async fn lock_stream(&self, stream_id: Uuid) -> Result<StreamLock, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
+            .bind(STREAM_QUEUE_LOCK)
+            .bind(stream_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(StreamLock { tx })
     }
 
     /// The stream's current version; 0 when it does not exist.
@@ -542,14 +600,29 @@ impl EventStore {
         after: Cursor,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_range(after, None, limit).await
+    }
+
+    /// [`read_all`](Self::read_all), stopping at `up_to` (inclusive) when given: for readers that
+    /// must reach one exact point of the log, such as a verification against a checkpoint.
+    pub async fn read_range(
+        &self,
+        after: Cursor,
+        up_to: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let up_to = up_to.unwrap_or(Cursor::new(i64::MAX as u64, i64::MAX));
         let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
+               AND (transaction_id, position) <= ($3::bigint::text::xid8, $4) \
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, position LIMIT $3"
+             ORDER BY transaction_id, position LIMIT $5"
         ))
         .bind(i64::try_from(after.transaction_id).unwrap_or(i64::MAX))
         .bind(after.position)
+        .bind(i64::try_from(up_to.transaction_id).unwrap_or(i64::MAX))
+        .bind(up_to.position)
         .bind(limit.clamp(1, 10_000))
         .fetch_all(&self.pool)
         .await?;
@@ -577,6 +650,24 @@ impl EventStore {
         after: Cursor,
         options: FollowOptions,
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+        let pages = self.follow_pages(after, options);
+        async_stream::try_stream! {
+            let mut pages = std::pin::pin!(pages);
+            while let Some(page) = futures_util::StreamExt::next(&mut pages).await {
+                for event in page? {
+                    yield event;
+                }
+            }
+        }
+    }
+
+    /// [`follow`](Self::follow) in pages: each item holds up to `page_size` events, never zero.
+    /// Projections apply a page per transaction.
+    pub fn follow_pages(
+        &self,
+        after: Cursor,
+        options: FollowOptions,
+    ) -> impl Stream<Item = Result<Vec<RecordedEvent>, StoreError>> + Send + 'static {
         let store = self.clone();
         async_stream::try_stream! {
             let mut after = after;
@@ -587,9 +678,9 @@ impl EventStore {
                 woken.borrow_and_update();
                 let page = store.read_all(after, options.page_size).await?;
                 let full = page.len() as i64 >= options.page_size;
-                for event in page {
-                    after = event.cursor;
-                    yield event;
+                if let Some(last) = page.last() {
+                    after = last.cursor;
+                    yield page;
                 }
                 if !full {
                     // Timeout or wake-up alike: look again. A closed channel cannot happen while
@@ -641,12 +732,13 @@ fn collision_of_result<T>(result: &Result<T, StoreError>) -> Option<Collision> {
     result.as_ref().err().and_then(collision_of)
 }
 
+/// Checks a batch before it goes near the database; returns the payloads as JSON text.
 fn validate_batch(
     stream_type: &str,
     events: &[NewEvent],
     metadata: &Metadata,
     command: bool,
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     validate_name("stream type", stream_type)?;
     if events.is_empty() && !command {
         return Err(StoreError::EmptyBatch);
@@ -658,5 +750,5 @@ fn validate_batch(
         });
     }
     metadata.validate()?;
-    events.iter().try_for_each(NewEvent::validate)
+    events.iter().map(NewEvent::validate).collect()
 }

@@ -307,3 +307,40 @@ async fn the_state_as_of_a_version_is_rebuilt_from_the_events_up_to_it(
     assert_eq!(h.load(id).await?, (3, Ticket::Closed));
     Ok(())
 }
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn two_processes_hammering_one_stream_lose_no_command(pool: PgPool) -> anyhow::Result<()> {
+    const PER_WRITER: usize = 25;
+    let handlers = [Arc::new(handler(&pool)), Arc::new(handler(&pool))];
+    let id = Uuid::new_v4();
+    handlers[0].handle(id, &open(), &meta()).await?;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let h = handlers[w % 2].clone();
+            tokio::spawn(async move {
+                for n in 0..PER_WRITER {
+                    h.handle(
+                        id,
+                        &TicketCommand::Note {
+                            text: format!("{w}/{n}"),
+                        },
+                        &meta(),
+                    )
+                    .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await??;
+    }
+    assert_eq!(stream_len(&pool, id).await?, 1 + 8 * PER_WRITER as i64);
+    let conflicts: u64 = handlers.iter().map(|h| h.conflicts()).sum();
+    assert!(
+        conflicts < (8 * PER_WRITER / 4) as u64,
+        "{conflicts} conflicts for {} commands",
+        8 * PER_WRITER
+    );
+    Ok(())
+}

@@ -1,7 +1,33 @@
 //! Caseledger's read side: the projector runtime and the read models it maintains.
 //!
-//! Not built yet: the projection engine (checkpoints written with the read-model rows, catch-up
-//! then live follow over `commands::EventStore::follow`, rebuilds, one runner per projection
-//! across processes) is the next piece of work. The crate exists so that the workspace has its
-//! final shape and the dependency rule (`projections` may use `domain` and `commands`, never `api`)
-//! is fixed from the start.
+//! A tour:
+//! - [`projection`]: the [`Projection`] trait: a name, the event types it wants, the tables it
+//!   owns, and `apply`, which writes a page of events inside the runtime's transaction.
+//! - [`runtime`]: [`Projector`] runs every projection live, one process at a time per projection
+//!   (a session advisory lock on the connection that writes), pages and checkpoint in one
+//!   transaction, failures isolated and retried with backoff.
+//! - [`checkpoint`]: all SQL on `projection_checkpoints`, the lock keys, and status.
+//! - [`rebuild`]: replay from zero into fresh tables and swap them in atomically; verify a live
+//!   model against a scratch rebuild, row by row.
+//! - [`wait`]: read-your-writes, waiting until a projection has passed a cursor.
+//! - [`catalogue`]: the stream catalogue read model.
+//!
+//! Read models live in the `read_models` schema, which the `caseledger_analyst` role may read.
+
+pub mod catalogue;
+pub mod checkpoint;
+pub mod projection;
+pub mod rebuild;
+pub mod runtime;
+pub mod wait;
+
+use std::sync::Arc;
+
+pub use checkpoint::{ProjectionStatus, State};
+pub use projection::{ApplyError, Projection};
+pub use runtime::{Projector, RuntimeConfig};
+
+/// Every read model the server maintains.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(catalogue::StreamCatalogue)]
+}

@@ -28,7 +28,7 @@ pub async fn spawn_app(pool: PgPool) -> anyhow::Result<TestApp> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
     let store = EventStore::new(pool);
-    let state = api::AppState { store: store.clone() };
+    let state = api::AppState::new(store.clone());
     let server = tokio::spawn(async move {
         if let Err(error) = api::serve(listener, state, std::future::pending()).await {
             eprintln!("test server failed: {error}");

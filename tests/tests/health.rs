@@ -6,10 +6,22 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 #[sqlx::test(migrator = "commands::MIGRATOR")]
-async fn health_reports_a_reachable_database_and_the_head_cursor(pool: PgPool) -> anyhow::Result<()> {
+async fn health_reports_a_reachable_database_and_the_head_cursor(
+    pool: PgPool,
+) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
-    let empty: Value = app.client.get(app.url("/health")).send().await?.error_for_status()?.json().await?;
-    assert_eq!(empty, json!({"status": "ok", "database": "reachable", "head": "0-0"}));
+    let empty: Value = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(
+        empty,
+        json!({"status": "ok", "database": "reachable", "head": "0-0"})
+    );
 
     let appended = app
         .store
@@ -21,18 +33,29 @@ async fn health_reports_a_reachable_database_and_the_head_cursor(pool: PgPool) -
             &Metadata::by("test"),
         )
         .await?;
-    let after: Value = app.client.get(app.url("/health")).send().await?.json().await?;
+    let after: Value = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(after["head"], json!(appended.cursor.map(|c| c.to_string())));
     Ok(())
 }
 
 #[sqlx::test(migrator = "commands::MIGRATOR")]
-async fn health_answers_503_problem_json_when_the_database_is_gone(pool: PgPool) -> anyhow::Result<()> {
+async fn health_answers_503_problem_json_when_the_database_is_gone(
+    pool: PgPool,
+) -> anyhow::Result<()> {
     let app = spawn_app(pool.clone()).await?;
     pool.close().await;
     let response = app.client.get(app.url("/health")).send().await?;
     assert_eq!(response.status(), 503);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let body: Value = response.json().await?;
     assert_eq!(body["code"], "database_unavailable");
     Ok(())
@@ -43,8 +66,14 @@ async fn unknown_routes_answer_with_a_problem_document(pool: PgPool) -> anyhow::
     let app = spawn_app(pool).await?;
     let response = app.client.get(app.url("/no/such/route")).send().await?;
     assert_eq!(response.status(), 404);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let body: Value = response.json().await?;
-    assert_eq!((body["status"].as_u64(), body["code"].as_str()), (Some(404), Some("route_not_found")));
+    assert_eq!(
+        (body["status"].as_u64(), body["code"].as_str()),
+        (Some(404), Some("route_not_found"))
+    );
     Ok(())
 }

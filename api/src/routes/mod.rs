@@ -1,3 +1,5 @@
 //! Routes, grouped by resource; each module exposes a `router()`.
 
+pub mod admin;
 pub mod health;
+pub mod streams;

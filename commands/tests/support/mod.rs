@@ -79,6 +79,7 @@ pub enum Ticket {
 pub enum TicketCommand {
     Open { title: String },
     Take { by: String },
+    Note { text: String },
     Close,
 }
 
@@ -87,6 +88,7 @@ pub enum TicketCommand {
 pub enum TicketEvent {
     Opened { title: String },
     Taken { by: String, at: DateTime<Utc> },
+    Noted { text: String },
     Closed {},
 }
 
@@ -127,6 +129,9 @@ impl Aggregate for Ticket {
             (Ticket::Held { by, .. }, TicketCommand::Take { .. }) => {
                 Err(TicketError::AlreadyHeld { by: by.clone() })
             }
+            (_, TicketCommand::Note { text }) => {
+                Ok(vec![TicketEvent::Noted { text: text.clone() }])
+            }
             (_, TicketCommand::Close) => Ok(vec![TicketEvent::Closed {}]),
         }
     }
@@ -138,6 +143,7 @@ impl Aggregate for Ticket {
                 by: by.clone(),
                 since: *at,
             },
+            TicketEvent::Noted { .. } => self,
             TicketEvent::Closed {} => Ticket::Closed,
         }
     }

@@ -1,0 +1,83 @@
+//! `GET /streams`: the stream catalogue, filterable by type, paged by id, with read-your-writes.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use projections::catalogue::{self, StreamEntry};
+
+use crate::consistency::wait_for_cursor;
+use crate::error::ApiError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/streams", get(list))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    /// Only streams of this type.
+    #[serde(rename = "type")]
+    stream_type: Option<String>,
+    /// Page after this stream id.
+    after: Option<String>,
+    limit: Option<String>,
+    /// Wait until the catalogue includes this cursor (a command's `cursor`).
+    min_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Page {
+    streams: Vec<StreamEntry>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next: Option<Uuid>,
+}
+
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1_000;
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| {
+            a.parse::<Uuid>()
+                .map_err(|_| ApiError::BadQuery(format!("after: {a:?} is not a stream id")))
+        })
+        .transpose()?;
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadQuery(format!(
+                    "limit: {l:?} is not a number from 1 to {MAX_LIMIT}"
+                ))
+            })?,
+    };
+    wait_for_cursor(
+        &state,
+        "stream_catalogue",
+        &headers,
+        q.min_cursor.as_deref(),
+    )
+    .await?;
+    let streams = catalogue::list(state.store.pool(), q.stream_type.as_deref(), after, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    let next = (streams.len() as i64 == limit)
+        .then(|| streams.last().map(|s| s.stream_id))
+        .flatten();
+    Ok(Json(Page { streams, next }))
+}
