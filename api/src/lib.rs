@@ -22,6 +22,10 @@ use axum::Router;
 use commands::EventStore;
 use projections::{ProjectionStatus, Projector};
 
+/// Events per transaction when rebuilding or verifying a read model: bigger than a live page,
+/// since nobody waits for the first ones.
+pub const REBUILD_PAGE_SIZE: i64 = 2_000;
+
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {

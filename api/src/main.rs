@@ -64,6 +64,20 @@ enum ProjectionsCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Rebuild rate against a hand-written replay loop, live lag, and memory. Uses (and
+    /// recreates) the database `caseledger_bench_projections` on the same server.
+    Projections {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 60)]
+        lag_seconds: u64,
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        #[arg(long, default_value_t = caseledger::REBUILD_PAGE_SIZE)]
+        page_size: i64,
+    },
     /// Append throughput and latency against plain INSERTs, and whole commands. Uses (and
     /// recreates) the database `caseledger_bench` on the same server.
     Append {
@@ -134,13 +148,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pool.close().await;
             result?;
         }
+        Command::Bench(BenchCommand::Projections {
+            events,
+            runs,
+            lag_seconds,
+            rate,
+            page_size,
+        }) => {
+            let opts = bench::projections::ProjectionsBench {
+                events,
+                runs: runs.max(1),
+                lag_seconds,
+                rate: rate.max(1),
+                page_size,
+            };
+            bench::projections::run(&db, &opts).await?;
+        }
         Command::Bench(BenchCommand::Append {
             seconds,
             runs,
             writers,
             hot_events,
         }) => {
-            bench::run(
+            bench::append::run(
                 &db,
                 &bench::AppendBench {
                     seconds,
@@ -170,7 +200,7 @@ async fn projections_command(state: &AppState, command: ProjectionsCommand) -> a
             )
         })
     };
-    let page_size = state.projector.config().page_size;
+    let page_size = caseledger::REBUILD_PAGE_SIZE;
     match command {
         ProjectionsCommand::Status { json } => {
             let status = caseledger::projection_status(&state.store, &state.projector).await?;

@@ -104,3 +104,50 @@ fn a_malformed_database_url_is_refused_clearly() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid PostgreSQL URL"));
     Ok(())
 }
+
+#[tokio::test]
+async fn projections_can_be_listed_rebuilt_and_verified_from_the_command_line() -> anyhow::Result<()>
+{
+    let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
+    let url = url_for(&name)?;
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .output()
+    };
+
+    let status = run(&["projections", "status"])?;
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(String::from_utf8_lossy(&status.stdout).contains("stream_catalogue"));
+
+    let rebuilt = run(&["projections", "rebuild", "stream_catalogue"])?;
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    assert!(String::from_utf8_lossy(&rebuilt.stdout).contains("rebuilt stream_catalogue"));
+
+    let verified = run(&["projections", "verify", "stream_catalogue"])?;
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("equals a rebuild"));
+
+    let unknown = run(&["projections", "rebuild", "no_such_model"])?;
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("no projection is named \"no_such_model\"")
+            && stderr.contains("stream_catalogue"),
+        "{stderr}"
+    );
+    drop_database(&name).await
+}

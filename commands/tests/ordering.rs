@@ -13,10 +13,22 @@ use sqlx::PgPool;
 use support::*;
 use uuid::Uuid;
 
+/// A pool of the test's own. The harness's pools draw on 20 connections shared by every test
+/// running at once; these tests hold transactions open on purpose and must never wait for one.
+async fn own_pool(connect_options: PgConnectOptions, size: u32) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(120))
+        .connect_with(connect_options)
+        .await?)
+}
+
 #[sqlx::test(migrator = "commands::MIGRATOR")]
 async fn an_event_committed_after_a_higher_position_is_still_read_once(
-    pool: PgPool,
+    _: PgPoolOptions,
+    connect_options: PgConnectOptions,
 ) -> anyhow::Result<()> {
+    let pool = own_pool(connect_options, 5).await?;
     let store = EventStore::new(pool.clone());
     let (stream_a, stream_b) = (Uuid::new_v4(), Uuid::new_v4());
 
@@ -62,14 +74,18 @@ async fn an_event_committed_after_a_higher_position_is_still_read_once(
     let reader_at = seen_early.last().map_or(Cursor::START, |e| e.cursor);
 
     a.commit().await?;
-    let got = follow_n(&store, reader_at, 2, Duration::from_secs(30)).await?;
+    let got = follow_n(&store, reader_at, 2, Duration::from_secs(90)).await?;
     let types: Vec<&str> = got.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["A", "B"]);
     assert_quiet(&store, got[1].cursor).await
 }
 
 #[sqlx::test(migrator = "commands::MIGRATOR")]
-async fn a_rolled_back_append_leaves_a_hole_the_reader_passes(pool: PgPool) -> anyhow::Result<()> {
+async fn a_rolled_back_append_leaves_a_hole_the_reader_passes(
+    _: PgPoolOptions,
+    connect_options: PgConnectOptions,
+) -> anyhow::Result<()> {
+    let pool = own_pool(connect_options, 5).await?;
     let store = EventStore::new(pool.clone());
 
     let mut doomed = pool.begin().await?;
@@ -95,7 +111,7 @@ async fn a_rolled_back_append_leaves_a_hole_the_reader_passes(pool: PgPool) -> a
     doomed.rollback().await?;
     assert!(hole.cursor.map(|c| c.position) < after_hole.cursor.map(|c| c.position));
 
-    let got = follow_n(&store, Cursor::START, 1, Duration::from_secs(30)).await?;
+    let got = follow_n(&store, Cursor::START, 1, Duration::from_secs(90)).await?;
     assert_eq!(got[0].event_type, "Kept");
 
     // And the reader keeps going past it.
@@ -108,13 +124,17 @@ async fn a_rolled_back_append_leaves_a_hole_the_reader_passes(pool: PgPool) -> a
             &meta(),
         )
         .await?;
-    let more = follow_n(&store, got[0].cursor, 1, Duration::from_secs(30)).await?;
+    let more = follow_n(&store, got[0].cursor, 1, Duration::from_secs(90)).await?;
     assert_eq!(more[0].event_type, "Later");
     assert_quiet(&store, more[0].cursor).await
 }
 
 #[sqlx::test(migrator = "commands::MIGRATOR")]
-async fn a_long_open_transaction_delays_but_never_loses_events(pool: PgPool) -> anyhow::Result<()> {
+async fn a_long_open_transaction_delays_but_never_loses_events(
+    _: PgPoolOptions,
+    connect_options: PgConnectOptions,
+) -> anyhow::Result<()> {
+    let pool = own_pool(connect_options, 5).await?;
     let store = EventStore::new(pool.clone());
 
     // Any writing transaction holds an id; this one writes nothing to the log and stays open.
@@ -140,7 +160,7 @@ async fn a_long_open_transaction_delays_but_never_loses_events(pool: PgPool) -> 
     let follower = {
         let store = store.clone();
         tokio::spawn(
-            async move { follow_n(&store, Cursor::START, 1, Duration::from_secs(60)).await },
+            async move { follow_n(&store, Cursor::START, 1, Duration::from_secs(90)).await },
         )
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -211,13 +231,10 @@ async fn write_many(store: EventStore, pool: PgPool, writer: usize) -> anyhow::R
 
 #[sqlx::test(migrator = "commands::MIGRATOR")]
 async fn a_follower_sees_every_event_of_sixteen_concurrent_writers_exactly_once(
-    pool_options: PgPoolOptions,
+    _: PgPoolOptions,
     connect_options: PgConnectOptions,
 ) -> anyhow::Result<()> {
-    let pool = pool_options
-        .max_connections(WRITERS as u32 + 4)
-        .connect_with(connect_options)
-        .await?;
+    let pool = own_pool(connect_options, WRITERS as u32 + 4).await?;
     let store = EventStore::new(pool.clone());
     let total = WRITERS * EVENTS_PER_WRITER;
 

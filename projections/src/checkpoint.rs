@@ -25,6 +25,17 @@ fn tx_of(cursor: Cursor) -> i64 {
     i64::try_from(cursor.transaction_id).unwrap_or(i64::MAX)
 }
 
+/// Takes the projection's swap lock exclusively for the rest of the transaction: live pages
+/// (which take it shared) wait, so the live model and its checkpoint stand still.
+pub async fn hold_still(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(SWAP_LOCK)
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Creates the projection's checkpoint row at the start of the log if it has none.
 pub async fn ensure(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO public.projection_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::checkpoint::{self, REBUILD_LOCK, SWAP_LOCK};
+use crate::checkpoint::{self, REBUILD_LOCK};
 use crate::projection::Projection;
 use crate::runtime::{apply_page, create_tables, set_search_path, RunError, LIVE_SCHEMA};
 
@@ -183,11 +183,7 @@ pub async fn rebuild(
         let (cursor, done) = replay(store, &mut conn, projection, &scratch, (Cursor::START, None), page_size, &mut report).await?;
 
         let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(SWAP_LOCK)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        checkpoint::hold_still(&mut tx, name).await?;
         set_search_path(&mut tx, &scratch).await?;
         let (cursor, more) = catch_up_in_tx(store, &mut tx, projection, cursor, None, page_size).await?;
         for table in projection.tables() {
@@ -236,11 +232,7 @@ pub async fn verify(
 
         // Hold the live model still while the rebuild catches up to its exact checkpoint.
         let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(SWAP_LOCK)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        checkpoint::hold_still(&mut tx, name).await?;
         let live_now = checkpoint::load(&mut tx, name).await?;
         set_search_path(&mut tx, &scratch).await?;
         catch_up_in_tx(store, &mut tx, projection, cursor, Some(live_now), page_size).await?;

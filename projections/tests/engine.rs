@@ -60,6 +60,18 @@ async fn wait_for_checkpoint(pool: &PgPool, name: &str, target: Cursor) -> anyho
     }
 }
 
+/// Runs the stream catalogue until it has applied `head`, then stops it.
+async fn catalogue_caught_up(store: &EventStore, head: Cursor) -> anyhow::Result<()> {
+    let runner = tokio::spawn(runtime::run(
+        store.clone(),
+        Arc::new(StreamCatalogue),
+        config(),
+    ));
+    let reached = wait_for_checkpoint(store.pool(), "stream_catalogue", head).await;
+    runner.abort();
+    reached
+}
+
 /// The model equals a fresh rebuild, and no stream counted an event twice or missed one.
 async fn assert_exactly_once(store: &EventStore) -> anyhow::Result<()> {
     let report = rebuild::verify(store, &StreamCatalogue, 100, |_| {}).await?;
@@ -377,13 +389,7 @@ async fn a_failing_projection_stops_alone_and_resumes_where_it_stopped_once_fixe
 async fn analysts_read_the_read_models_and_nothing_else(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool.clone());
     let head = append_spread(&store, &[Uuid::new_v4()], 3).await?;
-    let runner = tokio::spawn(runtime::run(
-        store.clone(),
-        Arc::new(StreamCatalogue),
-        config(),
-    ));
-    wait_for_checkpoint(&pool, "stream_catalogue", head).await?;
-    runner.abort();
+    catalogue_caught_up(&store, head).await?;
 
     let mut conn = pool.acquire().await?;
     sqlx::query("SET ROLE caseledger_analyst")
@@ -412,13 +418,7 @@ async fn analysts_read_the_read_models_and_nothing_else(pool: PgPool) -> anyhow:
 async fn every_read_model_table_and_column_is_documented(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool.clone());
     let head = append_spread(&store, &[Uuid::new_v4()], 1).await?;
-    let runner = tokio::spawn(runtime::run(
-        store.clone(),
-        Arc::new(StreamCatalogue),
-        config(),
-    ));
-    wait_for_checkpoint(&pool, "stream_catalogue", head).await?;
-    runner.abort();
+    catalogue_caught_up(&store, head).await?;
     let undocumented: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname || coalesce('.' || a.attname, '') FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'read_models' \

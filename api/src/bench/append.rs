@@ -12,7 +12,6 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use commands::{
@@ -20,6 +19,7 @@ use commands::{
 };
 use domain::Aggregate;
 
+use super::{fresh_database, median, ms, percentile};
 use crate::db::Database;
 
 /// Settings of one benchmark invocation.
@@ -59,22 +59,6 @@ impl Sample {
             self.conflicts as f64 / self.attempts as f64
         }
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
 }
 
 /// What one writer's operation reports: events written, attempts made, conflicts met.
@@ -178,25 +162,6 @@ impl Aggregate for Counter {
     }
 }
 
-/// Creates a fresh benchmark database next to the configured one.
-async fn fresh_database(db: &Database) -> anyhow::Result<PgPool> {
-    let name = "caseledger_bench";
-    let mut bench = db.clone();
-    bench.options = bench.options.database(name);
-    {
-        let admin = db.options.clone().database("postgres");
-        let pool = sqlx::PgPool::connect_with(admin)
-            .await
-            .context("connecting to the postgres database")?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&pool)
-            .await
-            .context("dropping the previous benchmark database")?;
-        pool.close().await;
-    }
-    Ok(bench.prepare(24).await?)
-}
-
 const CEILING_INSERT: &str = "INSERT INTO bench_ceiling (stream_id, stream_type, version, event_type, schema_version, payload, \
      actor, command_id, correlation_id, causation_id) VALUES ($1, 'bench', 1, 'Happened', 1, $2, 'bench', NULL, $3, NULL)";
 
@@ -252,10 +217,6 @@ async fn command_on(handler: Arc<CommandHandler<Counter>>, stream: Uuid) -> OpRe
     Ok((1, 1 + conflicts, conflicts))
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// Medians over runs of one scenario at one writer count.
 fn summarize(name: &str, writers: usize, samples: &[Sample]) -> String {
     let rate = median(samples.iter().map(Sample::events_per_sec).collect());
@@ -269,7 +230,7 @@ fn summarize(name: &str, writers: usize, samples: &[Sample]) -> String {
 }
 
 pub async fn run(db: &Database, opts: &AppendBench) -> anyhow::Result<()> {
-    let pool = fresh_database(db).await?;
+    let pool = fresh_database(db, "caseledger_bench").await?;
     sqlx::query("CREATE TABLE bench_ceiling (LIKE events INCLUDING ALL)")
         .execute(&pool)
         .await

@@ -1,0 +1,56 @@
+//! `caseledger bench ...`: benchmarks, each against a baseline measured in the same run.
+//!
+//! This kind of machine is shared and noisy, so every figure comes with a baseline taken in the
+//! same run on the same data, and each scenario reports the median of several runs.
+//! - [`append`]: the event store's appends and whole commands against plain INSERTs.
+//! - [`projections`]: rebuild rate against a hand-written replay loop, live lag, memory.
+
+pub mod append;
+pub mod projections;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+
+use crate::db::Database;
+
+pub use append::AppendBench;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Drops and recreates the benchmark database `name` on the configured server, migrated.
+async fn fresh_database(db: &Database, name: &str) -> anyhow::Result<PgPool> {
+    let mut bench = db.clone();
+    bench.options = bench.options.database(name);
+    {
+        let admin = db.options.clone().database("postgres");
+        let pool = PgPool::connect_with(admin)
+            .await
+            .context("connecting to the postgres database")?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await
+            .context("dropping the previous benchmark database")?;
+        pool.close().await;
+    }
+    Ok(bench.prepare(24).await?)
+}
