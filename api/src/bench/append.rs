@@ -313,7 +313,9 @@ pub async fn run(db: &Database, opts: &AppendBench) -> anyhow::Result<()> {
         );
     }
 
-    commands_bench(&store, opts).await
+    commands_bench(&store, opts).await?;
+    pool.close().await;
+    super::drop_database(db, "caseledger_bench").await
 }
 
 /// Whole commands (load, decide, append) at the largest writer count.

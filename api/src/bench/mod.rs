@@ -39,18 +39,23 @@ fn ms(d: Duration) -> f64 {
 
 /// Drops and recreates the benchmark database `name` on the configured server, migrated.
 async fn fresh_database(db: &Database, name: &str) -> anyhow::Result<PgPool> {
+    drop_database(db, name).await?;
     let mut bench = db.clone();
     bench.options = bench.options.database(name);
-    {
-        let admin = db.options.clone().database("postgres");
-        let pool = PgPool::connect_with(admin)
-            .await
-            .context("connecting to the postgres database")?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&pool)
-            .await
-            .context("dropping the previous benchmark database")?;
-        pool.close().await;
-    }
     Ok(bench.prepare(24).await?)
+}
+
+/// Drops a benchmark database, so that millions of rows do not linger (and keep autovacuum busy)
+/// after the run.
+async fn drop_database(db: &Database, name: &str) -> anyhow::Result<()> {
+    let admin = db.options.clone().database("postgres");
+    let pool = PgPool::connect_with(admin)
+        .await
+        .context("connecting to the postgres database")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .with_context(|| format!("dropping the benchmark database {name}"))?;
+    pool.close().await;
+    Ok(())
 }

@@ -254,7 +254,9 @@ pub async fn run(db: &Database, opts: &ProjectionsBench) -> anyhow::Result<()> {
     );
     println!("\nresident memory: {rss_before:.1} MiB before the rebuilds, {rss_peak:.1} MiB at most during them\n");
 
-    live_lag(&store, opts).await
+    live_lag(&store, opts).await?;
+    pool.close().await;
+    super::drop_database(db, "caseledger_bench_projections").await
 }
 
 /// Appends at `rate` events/s for `lag_seconds` while the projectors run; reports the lag from
