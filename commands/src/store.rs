@@ -122,7 +122,9 @@ pub struct EventStore {
     wakeup: Wakeup,
 }
 
-/// Columns of an event row, in the order `EventRow` decodes them.
+/// Columns of an event row, in the order `EventRow` decodes them. Note that the output column
+/// `transaction_id` is a bigint: `ORDER BY` must name `events.transaction_id` to sort by the
+/// indexed xid8 column (sorting by the alias would sort every candidate row, page after page).
 const EVENT_COLUMNS: &str = "position, transaction_id::text::bigint AS transaction_id, stream_id, stream_type, \
      version, event_type, schema_version, payload, actor, command_id, correlation_id, causation_id, recorded_at";
 
@@ -617,7 +619,7 @@ impl EventStore {
              WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
                AND (transaction_id, position) <= ($3::bigint::text::xid8, $4) \
                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, position LIMIT $5"
+             ORDER BY events.transaction_id, events.position LIMIT $5"
         ))
         .bind(i64::try_from(after.transaction_id).unwrap_or(i64::MAX))
         .bind(after.position)
