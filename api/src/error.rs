@@ -17,6 +17,12 @@ pub enum ApiError {
     DatabaseUnavailable,
     #[error("bad query: {0}")]
     BadQuery(String),
+    #[error("bad path: {0}")]
+    BadPath(String),
+    #[error("this route does not allow that method")]
+    MethodNotAllowed,
+    #[error("the request took longer than {0:?}")]
+    Timeout(std::time::Duration),
     #[error("no projection is named {0:?}")]
     UnknownProjection(String),
     #[error("{projection} has not yet reached cursor {cursor}; retry shortly")]
@@ -58,6 +64,17 @@ impl ApiError {
                 "Service unavailable",
             ),
             ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query", "Bad request"),
+            ApiError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_path", "Bad request"),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
+            ApiError::Timeout(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Service unavailable",
+            ),
             ApiError::UnknownProjection(_) => {
                 (StatusCode::NOT_FOUND, "unknown_projection", "Not found")
             }

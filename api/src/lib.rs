@@ -14,6 +14,7 @@ pub mod bench;
 pub mod consistency;
 pub mod db;
 pub mod error;
+pub mod layers;
 pub mod routes;
 
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub projector: Projector,
     /// Longest a query waits for its read model to reach a requested cursor.
     pub read_wait: Duration,
+    /// Timeouts, limits and CORS.
+    pub http: layers::HttpConfig,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
             store,
             projector,
             read_wait: consistency::WAIT_TIMEOUT,
+            http: layers::HttpConfig::default(),
         }
     }
 }
@@ -73,14 +77,20 @@ pub async fn projection_status(
     Ok(out)
 }
 
-/// The HTTP application.
+/// The HTTP application, with its layers: request ids (`x-request-id`, generated when absent and
+/// echoed back), a tracing span per request, a timeout, a body-size limit, CORS for the
+/// configured origins, and problem+json for every error response, whoever produced it.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let http = state.http.clone();
+    let routes = Router::new()
         .merge(routes::health::router())
         .merge(routes::streams::router())
         .merge(routes::admin::router())
+        .merge(routes::events::router())
         .fallback(|| async { error::ApiError::RouteNotFound })
-        .with_state(state)
+        .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
+        .with_state(state);
+    layers::wrap(routes, &http)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes; in-flight requests finish first.

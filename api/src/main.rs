@@ -35,6 +35,15 @@ enum Command {
         /// Most database connections the server holds.
         #[arg(long, env = "CASELEDGER_DB_CONNECTIONS", default_value_t = 20)]
         db_connections: u32,
+        /// Browser origins allowed to call the API (comma-separated); none = same-origin only.
+        #[arg(long, env = "CASELEDGER_CORS_ORIGINS", value_delimiter = ',')]
+        cors_origins: Vec<String>,
+        /// Seconds a request may take before it is answered with a timeout.
+        #[arg(long, env = "CASELEDGER_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+        request_timeout_secs: u64,
+        /// Largest request body accepted, in bytes.
+        #[arg(long, env = "CASELEDGER_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+        body_limit_bytes: usize,
     },
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
@@ -121,9 +130,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             db_connections,
+            cors_origins,
+            request_timeout_secs,
+            body_limit_bytes,
         } => {
+            let cors_origins = cors_origins
+                .iter()
+                .filter(|o| !o.is_empty())
+                .map(|o| {
+                    axum::http::HeaderValue::from_str(o)
+                        .with_context(|| format!("CORS origin {o:?} is not a valid header value"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let pool = db.prepare(db_connections).await?;
-            let state = AppState::new(EventStore::new(pool.clone()));
+            let mut state = AppState::new(EventStore::new(pool.clone()));
+            state.http = caseledger::layers::HttpConfig {
+                timeout: std::time::Duration::from_secs(request_timeout_secs.max(1)),
+                body_limit: body_limit_bytes,
+                cors_origins,
+            };
             let wakeups = state.store.spawn_wakeups();
             let projectors = state.projector.spawn();
             let listener = tokio::net::TcpListener::bind(listen)

@@ -27,7 +27,7 @@ pub use cursor::Cursor;
 pub use error::StoreError;
 pub use event::{Metadata, NewEvent, RecordedEvent};
 pub use handler::{CommandHandler, CommandOutcome, HandleError};
-pub use store::{Appended, EventStore, ExpectedVersion, FollowOptions};
+pub use store::{Appended, EventFilter, EventStore, ExpectedVersion, FollowOptions};
 pub use upcast::Upcasters;
 
 /// The SQL migrations (from the workspace's `migrations/`), embedded in the binary.

@@ -75,6 +75,18 @@ pub struct CommandAppended {
     pub replayed: bool,
 }
 
+/// Which events an auditor's read keeps; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    pub stream_type: Option<String>,
+    pub event_type: Option<String>,
+    pub actor: Option<String>,
+    /// Recorded at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Recorded before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
 /// Paging and wake-up settings for [`EventStore::follow`].
 #[derive(Debug, Clone, Copy)]
 pub struct FollowOptions {
@@ -625,6 +637,37 @@ impl EventStore {
         .bind(after.position)
         .bind(i64::try_from(up_to.transaction_id).unwrap_or(i64::MAX))
         .bind(up_to.position)
+        .bind(limit.clamp(1, 10_000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|row| self.decode(row)).collect()
+    }
+
+    /// [`read_all`](Self::read_all) keeping only events that match `filter`: the auditors' view.
+    pub async fn read_filtered(
+        &self,
+        after: Cursor,
+        filter: &EventFilter,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND ($3::text IS NULL OR stream_type = $3) \
+               AND ($4::text IS NULL OR event_type = $4) \
+               AND ($5::text IS NULL OR actor = $5) \
+               AND ($6::timestamptz IS NULL OR recorded_at >= $6) \
+               AND ($7::timestamptz IS NULL OR recorded_at < $7) \
+             ORDER BY events.transaction_id, events.position LIMIT $8"
+        ))
+        .bind(i64::try_from(after.transaction_id).unwrap_or(i64::MAX))
+        .bind(after.position)
+        .bind(filter.stream_type.as_deref())
+        .bind(filter.event_type.as_deref())
+        .bind(filter.actor.as_deref())
+        .bind(filter.from)
+        .bind(filter.to)
         .bind(limit.clamp(1, 10_000))
         .fetch_all(&self.pool)
         .await?;

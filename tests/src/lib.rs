@@ -42,6 +42,8 @@ pub struct Options {
     pub projectors: bool,
     /// How long a query waits for a read model to reach `min_cursor`.
     pub read_wait: Duration,
+    /// How long a handler may take.
+    pub request_timeout: Duration,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
         Self {
             projectors: true,
             read_wait: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -64,6 +67,7 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<Te
     let store = EventStore::new(pool);
     let mut state = AppState::new(store.clone());
     state.read_wait = options.read_wait;
+    state.http.timeout = options.request_timeout;
     let mut tasks = vec![store.spawn_wakeups()];
     if options.projectors {
         tasks.extend(state.projector.spawn());

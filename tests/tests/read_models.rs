@@ -60,6 +60,7 @@ async fn a_read_model_that_cannot_catch_up_in_time_answers_503_with_retry_after(
     let options = Options {
         projectors: false,
         read_wait: Duration::from_millis(200),
+        ..Options::default()
     };
     let app = spawn_app_with(pool, options).await?;
     let cursor = append(&app, Uuid::new_v4()).await?;

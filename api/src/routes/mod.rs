@@ -1,5 +1,6 @@
 //! Routes, grouped by resource; each module exposes a `router()`.
 
 pub mod admin;
+pub mod events;
 pub mod health;
 pub mod streams;

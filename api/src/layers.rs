@@ -1,0 +1,133 @@
+//! The tower layers around every route, and their settings.
+
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{BoxError, Router};
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, Problem};
+
+/// Settings of the HTTP layers.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Longest a handler may take to produce its response (streamed bodies may go on longer).
+    pub timeout: Duration,
+    /// Largest request body accepted.
+    pub body_limit: usize,
+    /// Browser origins allowed to call the API; none means same-origin only.
+    pub cors_origins: Vec<HeaderValue>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            body_limit: 1024 * 1024,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+pub fn wrap(routes: Router, http: &HttpConfig) -> Router {
+    let timeout = http.timeout;
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(http.cors_origins.clone()))
+        .allow_methods(tower_http::cors::Any)
+        .allow_headers(tower_http::cors::Any)
+        .expose_headers([header::HeaderName::from_static("x-request-id")]);
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            }))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(cors)
+            .layer(axum::middleware::map_response(problem_for_bare_errors))
+            .layer(HandleErrorLayer::new(move |error: BoxError| async move {
+                if error.is::<tower::timeout::error::Elapsed>() {
+                    ApiError::Timeout(timeout)
+                } else {
+                    ApiError::internal(error)
+                }
+            }))
+            .layer(tower::timeout::TimeoutLayer::new(timeout))
+            .layer(DefaultBodyLimit::max(http.body_limit)),
+    )
+}
+
+/// Turns an error response that is not yet a problem document (axum's own rejections, a
+/// layer's refusal) into one, so that clients meet one error format everywhere.
+async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (code, title, detail) = match status {
+        StatusCode::BAD_REQUEST => (
+            "bad_request",
+            "Bad request",
+            "the request could not be read",
+        ),
+        StatusCode::UNAUTHORIZED => ("unauthorized", "Unauthorized", "authentication is required"),
+        StatusCode::FORBIDDEN => ("forbidden", "Forbidden", "this role may not do that"),
+        StatusCode::NOT_FOUND => ("not_found", "Not found", "no such resource"),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "Payload too large",
+            "the request body is larger than allowed",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "Unsupported media type",
+            "send the body as application/json",
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => (
+            "invalid_body",
+            "Invalid request",
+            "the body does not have the expected shape",
+        ),
+        StatusCode::TOO_MANY_REQUESTS => (
+            "rate_limited",
+            "Too many requests",
+            "slow down and retry later",
+        ),
+        s if s.is_server_error() => (
+            "internal",
+            "Internal error",
+            "something went wrong on our side; it has been logged",
+        ),
+        _ => ("bad_request", "Bad request", "the request was refused"),
+    };
+    let (mut parts, _) = response.into_parts();
+    let problem = Problem {
+        kind: format!("https://caseledger.dev/problems/{code}"),
+        title,
+        status: status.as_u16(),
+        detail: detail.to_owned(),
+        code,
+    };
+    let body = axum::Json(problem).into_response().into_body();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, body)
+}
