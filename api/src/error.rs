@@ -19,6 +19,24 @@ pub enum ApiError {
     BadQuery(String),
     #[error("bad path: {0}")]
     BadPath(String),
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body does not have the expected shape: {0}")]
+    BadBody(String),
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than allowed")]
+    PayloadTooLarge,
+    #[error("log in first: send Authorization: Bearer <token> (from POST /auth/login)")]
+    Unauthenticated,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("your role may not do this")]
+    Forbidden,
+    #[error("too many attempts; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error(transparent)]
+    User(#[from] domain::user::UserError),
     #[error("this route does not allow that method")]
     MethodNotAllowed,
     #[error("the request took longer than {0:?}")]
@@ -65,6 +83,63 @@ impl ApiError {
             ),
             ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query", "Bad request"),
             ApiError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_path", "Bad request"),
+            ApiError::MalformedJson(_) => {
+                (StatusCode::BAD_REQUEST, "malformed_json", "Bad request")
+            }
+            ApiError::BadBody(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "Invalid request",
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+            ),
+            ApiError::Unauthenticated => {
+                (StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthorized")
+            }
+            ApiError::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Unauthorized",
+            ),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+            ),
+            ApiError::User(e) => {
+                use domain::user::UserError as U;
+                match e {
+                    U::InvalidUsername { .. } => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_username",
+                        "Invalid request",
+                    ),
+                    U::UnknownRole { .. } => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unknown_role",
+                        "Invalid request",
+                    ),
+                    U::WeakPassword { .. } => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "weak_password",
+                        "Invalid request",
+                    ),
+                    U::AlreadyExists => (StatusCode::CONFLICT, "user_exists", "Conflict"),
+                    U::NotFound => (StatusCode::NOT_FOUND, "user_not_found", "Not found"),
+                    U::Locked { .. } => (StatusCode::FORBIDDEN, "account_locked", "Forbidden"),
+                    U::Deactivated => (StatusCode::FORBIDDEN, "account_deactivated", "Forbidden"),
+                    U::SameRole { .. } => (StatusCode::CONFLICT, "role_unchanged", "Conflict"),
+                }
+            }
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -132,6 +207,11 @@ impl ApiError {
                 S::InvalidCursor { .. } => {
                     (StatusCode::BAD_REQUEST, "invalid_cursor", "Bad request")
                 }
+                S::Database(e) if is_unavailable(e) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "Service unavailable",
+                ),
                 S::Undecodable { .. } | S::Database(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -160,7 +240,27 @@ impl ApiError {
     }
 }
 
+/// Whether a database error means "cannot reach the database" rather than a bug.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolClosed
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
 impl ApiError {
+    /// A database failure: 503 when the database cannot be reached, 500 otherwise.
+    pub fn db(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            ApiError::DatabaseUnavailable
+        } else {
+            ApiError::internal(e)
+        }
+    }
+
     pub fn internal(error: impl std::fmt::Display) -> Self {
         ApiError::Internal(error.to_string())
     }
@@ -174,15 +274,21 @@ impl IntoResponse for ApiError {
         }
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let retry = matches!(
-            self,
-            ApiError::ReadModelBehind { .. } | ApiError::DatabaseUnavailable
-        );
+        let retry_after = match self {
+            ApiError::ReadModelBehind { .. } | ApiError::DatabaseUnavailable => Some(1),
+            ApiError::RateLimited { retry_after } => Some(retry_after),
+            _ => None,
+        };
         let mut response = (status, axum::Json(problem)).into_response();
-        if retry {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response.headers_mut().insert(
             header::CONTENT_TYPE,

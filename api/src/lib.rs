@@ -10,11 +10,14 @@
 //! - [`bench`]: `caseledger bench append`, the event store's benchmark.
 //! - `main.rs`: the command line (`serve`, `migrate`, `bench`).
 
+pub mod auth;
 pub mod bench;
 pub mod consistency;
 pub mod db;
 pub mod error;
+pub mod extract;
 pub mod layers;
+pub mod permissions;
 pub mod routes;
 
 use std::time::Duration;
@@ -37,10 +40,19 @@ pub struct AppState {
     pub read_wait: Duration,
     /// Timeouts, limits and CORS.
     pub http: layers::HttpConfig,
+    /// Users, logins and sessions.
+    pub auth: auth::Auth,
 }
 
 impl AppState {
+    /// State with the wall clock.
     pub fn new(store: EventStore) -> Self {
+        Self::with_clock(store, std::sync::Arc::new(commands::SystemClock))
+    }
+
+    /// State whose time (session expiry, lockouts) comes from `clock`.
+    pub fn with_clock(store: EventStore, clock: std::sync::Arc<dyn commands::Clock>) -> Self {
+        let auth = auth::Auth::new(store.clone(), clock);
         let projector = Projector::new(
             store.clone(),
             projections::all(),
@@ -51,6 +63,7 @@ impl AppState {
             projector,
             read_wait: consistency::WAIT_TIMEOUT,
             http: layers::HttpConfig::default(),
+            auth,
         }
     }
 }
@@ -87,6 +100,12 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::streams::router())
         .merge(routes::admin::router())
         .merge(routes::events::router())
+        .merge(routes::auth::router())
+        .merge(routes::users::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            permissions::guard,
+        ))
         .fallback(|| async { error::ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .with_state(state);
@@ -99,7 +118,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

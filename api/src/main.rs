@@ -47,12 +47,32 @@ enum Command {
     },
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
+    /// Manage users (the first admin, typically).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Inspect, rebuild and verify read models.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
     /// Benchmarks, each against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a user. The password comes from CASELEDGER_PASSWORD (so that it stays out of the
+    /// shell history) or --password.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// admin, staff, viewer, system or auditor.
+        #[arg(long)]
+        role: domain::user::Role,
+        #[arg(long, env = "CASELEDGER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 body_limit: body_limit_bytes,
                 cors_origins,
             };
+            bootstrap_admin(&state).await?;
             let wakeups = state.store.spawn_wakeups();
             let projectors = state.projector.spawn();
             let listener = tokio::net::TcpListener::bind(listen)
@@ -165,6 +186,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             wakeups.abort();
             pool.close().await;
             tracing::info!("stopped");
+        }
+        Command::Users(UsersCommand::Create {
+            username,
+            email,
+            role,
+            password,
+        }) => {
+            let pool = db.prepare(2).await?;
+            let state = AppState::new(EventStore::new(pool.clone()));
+            let result = state
+                .auth
+                .register(&username, &email, role, &password, "cli")
+                .await;
+            pool.close().await;
+            result.map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+            println!("created {role} {username}");
         }
         Command::Projections(command) => {
             let pool = db.prepare(4).await?;
@@ -321,6 +358,37 @@ fn progress_bar() -> indicatif::ProgressBar {
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar
+}
+
+/// On first start, creates the admin named by CASELEDGER_ADMIN_USERNAME (with
+/// CASELEDGER_ADMIN_EMAIL and CASELEDGER_ADMIN_PASSWORD) if it does not exist yet.
+async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
+    let Ok(username) = std::env::var("CASELEDGER_ADMIN_USERNAME") else {
+        return Ok(());
+    };
+    let password = std::env::var("CASELEDGER_ADMIN_PASSWORD")
+        .context("CASELEDGER_ADMIN_USERNAME is set, so CASELEDGER_ADMIN_PASSWORD must be too")?;
+    let email =
+        std::env::var("CASELEDGER_ADMIN_EMAIL").unwrap_or_else(|_| format!("{username}@localhost"));
+    match state
+        .auth
+        .register(
+            &username,
+            &email,
+            domain::user::Role::Admin,
+            &password,
+            "bootstrap",
+        )
+        .await
+    {
+        Ok(_) => tracing::info!(%username, "created the first admin"),
+        Err(caseledger::error::ApiError::User(domain::user::UserError::AlreadyExists)) => {}
+        Err(e) => anyhow::bail!(
+            "could not create the admin {username:?}: {}",
+            e.problem().detail
+        ),
+    }
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

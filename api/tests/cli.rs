@@ -151,3 +151,43 @@ async fn projections_can_be_listed_rebuilt_and_verified_from_the_command_line() 
     );
     drop_database(&name).await
 }
+
+#[tokio::test]
+async fn the_first_admin_is_created_from_the_command_line() -> anyhow::Result<()> {
+    let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
+    let url = url_for(&name)?;
+    let create = |password: &str| {
+        Command::new(BIN)
+            .args([
+                "users",
+                "create",
+                "--username",
+                "root",
+                "--email",
+                "root@example.org",
+                "--role",
+                "admin",
+            ])
+            .env("DATABASE_URL", &url)
+            .env("CASELEDGER_PASSWORD", password)
+            .output()
+    };
+    let weak = create("password")?;
+    assert!(!weak.status.success());
+    assert!(
+        String::from_utf8_lossy(&weak.stderr).contains("too weak"),
+        "{}",
+        String::from_utf8_lossy(&weak.stderr)
+    );
+    let made = create("Adm1n-password!")?;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(String::from_utf8_lossy(&made.stdout).contains("created admin root"));
+    let again = create("Adm1n-password!")?;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    drop_database(&name).await
+}

@@ -5,11 +5,14 @@
 //!   state into new events (or refuses), `evolve` folds one event into the state. Both are pure and
 //!   synchronous; time arrives as the `now` argument and look-ups arrive inside the command, so the
 //!   same inputs always give the same answer and tests need no database.
+//! - [`user`]: people who log in: roles, password rules, failed logins and lockout.
 //! - The event store and command handler that drive these functions live in the `commands` crate;
 //!   the read models built from the resulting events live in `projections`.
 //!
 //! Events are serde enums, adjacently tagged (`#[serde(tag = "type", content = "data")]`) with
 //! struct variants: the tag becomes the stored event type and the content the stored JSON object.
+
+pub mod user;
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};

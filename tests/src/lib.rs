@@ -6,9 +6,15 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use api::AppState;
-use commands::EventStore;
+use commands::{Clock, EventStore};
+use domain::user::Role;
 use sqlx::PgPool;
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "Corr3ct-horse!";
 
 /// A running server for one test.
 #[derive(Debug)]
@@ -16,7 +22,11 @@ pub struct TestApp {
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub address: String,
     pub store: EventStore,
+    /// Sends an admin's bearer token with every request.
     pub client: reqwest::Client,
+    /// Sends no token.
+    pub anonymous: reqwest::Client,
+    pub state: AppState,
     /// Stop when the test ends (dropping a `JoinHandle` would leave them running).
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -33,10 +43,59 @@ impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
+
+    /// Creates a user with `role` (and [`PASSWORD`]) through the domain, logs in over HTTP and
+    /// returns the bearer token.
+    pub async fn token_for(&self, username: &str, role: Role) -> anyhow::Result<String> {
+        self.state
+            .auth
+            .register(
+                username,
+                &format!("{username}@example.org"),
+                role,
+                PASSWORD,
+                "test",
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+        self.login(username, PASSWORD).await
+    }
+
+    /// Logs in over HTTP; the token, or an error naming the status.
+    pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
+        let response = self
+            .anonymous
+            .post(self.url("/auth/login"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "login failed: {}",
+            response.status()
+        );
+        let body: serde_json::Value = response.json().await?;
+        body["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no token in {body}"))
+    }
+
+    /// A client that sends `token` with every request.
+    pub fn client_with(token: &str) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
+    }
 }
 
 /// What a test may change before the server starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Run the projectors, as `caseledger serve` does.
     pub projectors: bool,
@@ -44,6 +103,10 @@ pub struct Options {
     pub read_wait: Duration,
     /// How long a handler may take.
     pub request_timeout: Duration,
+    /// The server's clock; the wall clock when `None`.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Login attempts per minute per account and per address; the server's defaults when `None`.
+    pub login_limit: Option<u32>,
 }
 
 impl Default for Options {
@@ -52,6 +115,8 @@ impl Default for Options {
             projectors: true,
             read_wait: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            clock: None,
+            login_limit: None,
         }
     }
 }
@@ -65,22 +130,50 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<Te
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
     let store = EventStore::new(pool);
-    let mut state = AppState::new(store.clone());
+    let mut state = match options.clock.clone() {
+        Some(clock) => AppState::with_clock(store.clone(), clock),
+        None => AppState::new(store.clone()),
+    };
     state.read_wait = options.read_wait;
+    if let Some(limit) = options.login_limit {
+        state.auth = state.auth.clone().with_login_limits(limit, limit);
+    }
     state.http.timeout = options.request_timeout;
     let mut tasks = vec![store.spawn_wakeups()];
     if options.projectors {
         tasks.extend(state.projector.spawn());
     }
+    let served = state.clone();
     tasks.push(tokio::spawn(async move {
-        if let Err(error) = api::serve(listener, state, std::future::pending()).await {
+        if let Err(error) = api::serve(listener, served, std::future::pending()).await {
             eprintln!("test server failed: {error}");
         }
     }));
-    Ok(TestApp {
+    let mut app = TestApp {
         address,
         store,
         client: reqwest::Client::new(),
+        anonymous: reqwest::Client::new(),
+        state,
         tasks,
-    })
+    };
+    // The admin's session is opened in process, so that it works whatever the HTTP layers do.
+    // A second app on the same database finds the admin already there.
+    match app
+        .state
+        .auth
+        .register("admin", "admin@example.org", Role::Admin, PASSWORD, "test")
+        .await
+    {
+        Ok(_) | Err(api::error::ApiError::User(domain::user::UserError::AlreadyExists)) => {}
+        Err(e) => anyhow::bail!("{}", e.problem().detail),
+    }
+    let session = app
+        .state
+        .auth
+        .login("admin", PASSWORD, false, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+    app.client = TestApp::client_with(&session.token)?;
+    Ok(app)
 }

@@ -10,17 +10,19 @@ async fn health_reports_a_reachable_database_and_the_head_cursor(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
-    let empty: Value = app
-        .client
+    // Health is public: no token needed. The log already holds the test admin's events.
+    let before: Value = app
+        .anonymous
         .get(app.url("/health"))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
+    let head = app.store.head().await?.to_string();
     assert_eq!(
-        empty,
-        json!({"status": "ok", "database": "reachable", "head": "0-0"})
+        before,
+        json!({"status": "ok", "database": "reachable", "head": head})
     );
 
     let appended = app

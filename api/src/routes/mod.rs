@@ -1,6 +1,8 @@
 //! Routes, grouped by resource; each module exposes a `router()`.
 
 pub mod admin;
+pub mod auth;
 pub mod events;
 pub mod health;
 pub mod streams;
+pub mod users;

@@ -1,0 +1,102 @@
+//! Who may call what: one table for every route, enforced by one middleware.
+//!
+//! A request is matched to its route template (`/streams/{id}/events`), looked up here, and let
+//! through only if the caller's role is allowed. A route missing from the table is refused to
+//! everyone (and logged), so forgetting an entry fails closed; the role-matrix test walks every
+//! entry with every role.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use domain::user::Role;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, logged in or not.
+    Public,
+    /// Any logged-in user.
+    AnyUser,
+    /// Logged-in users with one of these roles.
+    Roles(&'static [Role]),
+}
+
+use Role::{Admin, Auditor, Staff, System, Viewer};
+
+/// Readers of operational data: everyone but automated jobs.
+const READERS: &[Role] = &[Admin, Staff, Viewer, Auditor];
+/// Readers of the raw event log.
+const AUDITORS: &[Role] = &[Admin, Auditor];
+const ADMINS: &[Role] = &[Admin];
+
+/// Every route of the API, with who may call it.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("GET", "/health", Access::Public),
+    ("POST", "/auth/login", Access::Public),
+    ("POST", "/auth/logout", Access::AnyUser),
+    ("GET", "/auth/me", Access::AnyUser),
+    ("POST", "/auth/password", Access::AnyUser),
+    ("POST", "/users", Access::Roles(ADMINS)),
+    ("POST", "/users/{username}/role", Access::Roles(ADMINS)),
+    ("POST", "/users/{username}/unlock", Access::Roles(ADMINS)),
+    (
+        "POST",
+        "/users/{username}/deactivate",
+        Access::Roles(ADMINS),
+    ),
+    ("GET", "/events", Access::Roles(AUDITORS)),
+    ("GET", "/events/stream", Access::Roles(AUDITORS)),
+    ("GET", "/events/export", Access::Roles(AUDITORS)),
+    ("GET", "/streams/{id}/events", Access::Roles(AUDITORS)),
+    ("GET", "/streams", Access::Roles(READERS)),
+    ("GET", "/admin/projections", Access::Roles(&[Admin, System])),
+];
+
+/// The entry for a method and route template.
+pub fn access(method: &Method, path: &str) -> Option<Access> {
+    ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method.as_str() && *p == path)
+        .map(|(_, _, a)| *a)
+}
+
+/// The middleware: authenticates the caller when a token is sent and checks the table.
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    // Unmatched requests fall through to the 404/405 fallbacks.
+    let Some(path) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+    else {
+        return next.run(request).await;
+    };
+    let Some(access) = access(request.method(), &path) else {
+        tracing::error!(method = %request.method(), %path, "route has no permission entry; refused");
+        return ApiError::Forbidden.into_response();
+    };
+    if access == Access::Public {
+        return next.run(request).await;
+    }
+    let caller = match state.auth.authenticate(request.headers()).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let allowed = match (access, &caller) {
+        (Access::Public, _) => true,
+        (_, None) => return ApiError::Unauthenticated.into_response(),
+        (Access::AnyUser, Some(_)) => true,
+        (Access::Roles(roles), Some(c)) => roles.contains(&c.role),
+    };
+    if !allowed {
+        return ApiError::Forbidden.into_response();
+    }
+    if let Some(caller) = caller {
+        request.extensions_mut().insert::<Caller>(caller);
+    }
+    next.run(request).await
+}

@@ -1,0 +1,419 @@
+//! Logging in and out, session expiry, lockout and unlock, rate limits, user administration,
+//! and the role matrix over every route.
+
+use std::sync::Arc;
+
+use api::permissions::{Access, ROUTES};
+use caseledger_tests::{spawn_app, spawn_app_with, Options, TestApp, PASSWORD};
+use chrono::{Duration, TimeZone, Utc};
+use commands::ManualClock;
+use domain::user::Role;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+async fn app_with_clock(pool: PgPool) -> anyhow::Result<(TestApp, ManualClock)> {
+    let start = Utc
+        .with_ymd_and_hms(2026, 11, 21, 9, 0, 0)
+        .single()
+        .ok_or_else(|| anyhow::anyhow!("date"))?;
+    let clock = ManualClock::at(start);
+    let options = Options {
+        clock: Some(Arc::new(clock.clone())),
+        // These tests make many attempts on purpose; the rate limit has a test of its own.
+        login_limit: Some(100),
+        ..Options::default()
+    };
+    Ok((spawn_app_with(pool, options).await?, clock))
+}
+
+async fn login_response(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    remember_me: bool,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(app
+        .anonymous
+        .post(app.url("/auth/login"))
+        .json(&json!({"username": username, "password": password, "remember_me": remember_me}))
+        .send()
+        .await?)
+}
+
+async fn me_status(app: &TestApp, token: &str) -> anyhow::Result<StatusCode> {
+    Ok(TestApp::client_with(token)?
+        .get(app.url("/auth/me"))
+        .send()
+        .await?
+        .status())
+}
+
+async fn code_of(response: reqwest::Response) -> anyhow::Result<(StatusCode, String)> {
+    let status = response.status();
+    let body: Value = response.json().await?;
+    Ok((status, body["code"].as_str().unwrap_or_default().to_owned()))
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn a_session_lasts_24_hours_or_7_days_with_remember_me(pool: PgPool) -> anyhow::Result<()> {
+    let (app, clock) = app_with_clock(pool).await?;
+    let short = app.token_for("carol", Role::Staff).await?;
+    let long: String = login_response(&app, "carol", PASSWORD, true)
+        .await?
+        .json::<Value>()
+        .await?["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(me_status(&app, &short).await?, StatusCode::OK);
+    clock.advance(Duration::hours(23));
+    assert_eq!(me_status(&app, &short).await?, StatusCode::OK);
+    clock.advance(Duration::hours(2));
+    assert_eq!(me_status(&app, &short).await?, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_status(&app, &long).await?, StatusCode::OK);
+    clock.advance(Duration::days(6));
+    assert_eq!(me_status(&app, &long).await?, StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn logout_revokes_the_token_and_me_names_the_caller(pool: PgPool) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    let token = app.token_for("dave", Role::Viewer).await?;
+    let client = TestApp::client_with(&token)?;
+    let me: Value = client.get(app.url("/auth/me")).send().await?.json().await?;
+    assert_eq!(
+        (me["username"].as_str(), me["role"].as_str()),
+        (Some("dave"), Some("viewer"))
+    );
+    assert_eq!(
+        client.post(app.url("/auth/logout")).send().await?.status(),
+        StatusCode::NO_CONTENT
+    );
+    let (status, code) = code_of(client.get(app.url("/auth/me")).send().await?).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+    let garbage = TestApp::client_with("not-a-token")?
+        .get(app.url("/auth/me"))
+        .send()
+        .await?;
+    assert_eq!(garbage.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(garbage.headers()["www-authenticate"], "Bearer");
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn five_failed_logins_lock_the_account_for_15_minutes_and_an_admin_can_unlock(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (app, clock) = app_with_clock(pool).await?;
+    app.token_for("erin", Role::Staff).await?;
+    for _ in 0..4 {
+        let (status, code) =
+            code_of(login_response(&app, "erin", "Wr0ng-password", false).await?).await?;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNAUTHORIZED, "invalid_credentials")
+        );
+    }
+    let (status, code) =
+        code_of(login_response(&app, "erin", "Wr0ng-password", false).await?).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "account_locked")
+    );
+    let (status, code) = code_of(login_response(&app, "erin", PASSWORD, false).await?).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "account_locked"),
+        "even the right password"
+    );
+
+    clock.advance(Duration::minutes(15));
+    assert!(login_response(&app, "erin", PASSWORD, false)
+        .await?
+        .status()
+        .is_success());
+
+    // Locked again; this time an admin lets her back in at once.
+    for _ in 0..5 {
+        login_response(&app, "erin", "Wr0ng-password", false).await?;
+    }
+    assert_eq!(
+        login_response(&app, "erin", PASSWORD, false)
+            .await?
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let unlocked = app
+        .client
+        .post(app.url("/users/erin/unlock"))
+        .send()
+        .await?;
+    assert_eq!(unlocked.status(), StatusCode::NO_CONTENT);
+    assert!(login_response(&app, "erin", PASSWORD, false)
+        .await?
+        .status()
+        .is_success());
+
+    // Every failure, lockout and unlock is on record, with who did it.
+    let id = api::auth::user_id(&domain::user::Username::parse("erin")?);
+    let history: Value = app
+        .client
+        .get(app.url(&format!("/streams/{id}/events")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let types: Vec<&str> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    assert_eq!(types.iter().filter(|t| **t == "LoginFailed").count(), 10);
+    assert_eq!(types.iter().filter(|t| **t == "AccountLocked").count(), 2);
+    let unlock = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["event_type"] == "AccountUnlocked");
+    assert_eq!(
+        unlock.map(|e| e["metadata"]["actor"].clone()),
+        Some(json!("user:admin"))
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn login_attempts_are_rate_limited_per_account(pool: PgPool) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    let mut last = None;
+    for _ in 0..11 {
+        last = Some(login_response(&app, "nobody", "Wr0ng-password", false).await?);
+    }
+    let response = last.ok_or_else(|| anyhow::anyhow!("no response"))?;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(code_of(response).await?.1, "rate_limited");
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn admins_create_users_change_roles_and_deactivate_them(pool: PgPool) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    let create = |body: Value| app.client.post(app.url("/users")).json(&body).send();
+    let frank = json!({"username": "frank", "email": "frank@example.org", "role": "viewer", "password": PASSWORD});
+    assert_eq!(create(frank.clone()).await?.status(), StatusCode::CREATED);
+    assert_eq!(
+        code_of(create(frank).await?).await?,
+        (StatusCode::CONFLICT, "user_exists".into())
+    );
+    let weak = json!({"username": "gina", "email": "g@example.org", "role": "viewer", "password": "password"});
+    assert_eq!(
+        code_of(create(weak).await?).await?,
+        (StatusCode::UNPROCESSABLE_ENTITY, "weak_password".into())
+    );
+    let bad_name = json!({"username": "Gina Smith", "email": "g@example.org", "role": "viewer", "password": PASSWORD});
+    assert_eq!(
+        code_of(create(bad_name).await?).await?.1,
+        "invalid_username"
+    );
+    let bad_role = json!({"username": "gina", "email": "g@example.org", "role": "emperor", "password": PASSWORD});
+    assert_eq!(
+        code_of(create(bad_role).await?).await?.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    let token = app.login("frank", PASSWORD).await?;
+    let frank = TestApp::client_with(&token)?;
+    assert_eq!(
+        frank.get(app.url("/events")).send().await?.status(),
+        StatusCode::FORBIDDEN
+    );
+    let promote = app
+        .client
+        .post(app.url("/users/frank/role"))
+        .json(&json!({"role": "auditor"}))
+        .send()
+        .await?;
+    assert_eq!(promote.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        frank.get(app.url("/events")).send().await?.status(),
+        StatusCode::OK,
+        "the new role applies at once"
+    );
+
+    assert_eq!(
+        app.client
+            .post(app.url("/users/frank/deactivate"))
+            .send()
+            .await?
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        frank.get(app.url("/auth/me")).send().await?.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, code) = code_of(login_response(&app, "frank", PASSWORD, false).await?).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::FORBIDDEN, "account_deactivated")
+    );
+    let missing = app
+        .client
+        .post(app.url("/users/ghost/unlock"))
+        .send()
+        .await?;
+    assert_eq!(
+        code_of(missing).await?,
+        (StatusCode::NOT_FOUND, "user_not_found".into())
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn a_password_change_needs_the_current_password_and_the_rules(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    let client = TestApp::client_with(&app.token_for("hana", Role::Staff).await?)?;
+    let change = |current: &str, new: &str| {
+        client
+            .post(app.url("/auth/password"))
+            .json(&json!({"current_password": current, "new_password": new}))
+            .send()
+    };
+    assert_eq!(
+        code_of(change("Wr0ng-password", "N3w-password!").await?)
+            .await?
+            .1,
+        "invalid_credentials"
+    );
+    assert_eq!(
+        code_of(change(PASSWORD, "short").await?).await?.1,
+        "weak_password"
+    );
+    assert_eq!(
+        change(PASSWORD, "N3w-password!").await?.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        login_response(&app, "hana", PASSWORD, false)
+            .await?
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(login_response(&app, "hana", "N3w-password!", false)
+        .await?
+        .status()
+        .is_success());
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn malformed_bodies_are_problem_documents(pool: PgPool) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    let login = || app.anonymous.post(app.url("/auth/login"));
+    let cases = [
+        (
+            login()
+                .header("content-type", "application/json")
+                .body("{not json"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            login().header("content-type", "text/plain").body("{}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            login().json(&json!({"username": 5})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            login().json(&json!({"username": "x", "password": "y".repeat(2 * 1024 * 1024)})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let response = request.send().await?;
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        assert_eq!(code_of(response).await?, (status, code.to_owned()));
+    }
+    Ok(())
+}
+
+/// A concrete path for a route template.
+fn concrete(template: &str) -> String {
+    template
+        .replace("{id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{username}", "nobody")
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn every_route_allows_exactly_the_roles_in_the_permission_table(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    let mut clients = vec![(None, app.anonymous.clone())];
+    for role in Role::ALL {
+        let token = app.token_for(&format!("matrix-{role}"), role).await?;
+        clients.push((Some(role), TestApp::client_with(&token)?));
+    }
+    // Logout ends the session it is called with, so it goes last.
+    let mut routes: Vec<_> = ROUTES.to_vec();
+    routes.sort_by_key(|(_, path, _)| *path == "/auth/logout");
+    for (method, template, access) in routes {
+        for (role, client) in &clients {
+            let url = app.url(&concrete(template));
+            let request = match method {
+                "GET" => client.get(&url),
+                "POST" => client.post(&url).json(&json!({})),
+                other => anyhow::bail!("the matrix test does not know method {other}"),
+            };
+            let response = request.send().await?;
+            let status = response.status();
+            let allowed = match (access, role) {
+                (Access::Public, _) => true,
+                (_, None) => false,
+                (Access::AnyUser, Some(_)) => true,
+                (Access::Roles(roles), Some(r)) => roles.contains(r),
+            };
+            let who = role.map_or("anonymous".to_owned(), |r| r.to_string());
+            if allowed {
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{method} {template} refused {who}: {status}"
+                );
+                let code = if status.is_success() {
+                    String::new()
+                } else {
+                    code_of(response).await?.1
+                };
+                assert!(
+                    code != "route_not_found" && code != "method_not_allowed",
+                    "{method} {template} is in the table but not served"
+                );
+            } else {
+                let expected = if role.is_none() {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                assert_eq!(status, expected, "{method} {template} let {who} through");
+            }
+        }
+    }
+    Ok(())
+}
