@@ -17,6 +17,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod layers;
+pub mod metrics;
 pub mod permissions;
 pub mod routes;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub http: layers::HttpConfig,
     /// Users, logins and sessions.
     pub auth: auth::Auth,
+    /// Request counts and latencies, lag; served at `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -64,6 +67,7 @@ impl AppState {
             read_wait: consistency::WAIT_TIMEOUT,
             http: layers::HttpConfig::default(),
             auth,
+            metrics: metrics::Metrics::default(),
         }
     }
 }
@@ -102,9 +106,14 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::events::router())
         .merge(routes::auth::router())
         .merge(routes::users::router())
+        .merge(routes::ops::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             permissions::guard,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
         ))
         .fallback(|| async { error::ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })

@@ -37,6 +37,8 @@ const ADMINS: &[Role] = &[Admin];
 /// Every route of the API, with who may call it.
 pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/health", Access::Public),
+    ("GET", "/ready", Access::Public),
+    ("GET", "/metrics", Access::Roles(&[Admin, System])),
     ("POST", "/auth/login", Access::Public),
     ("POST", "/auth/logout", Access::AnyUser),
     ("GET", "/auth/me", Access::AnyUser),

@@ -4,5 +4,6 @@ pub mod admin;
 pub mod auth;
 pub mod events;
 pub mod health;
+pub mod ops;
 pub mod streams;
 pub mod users;

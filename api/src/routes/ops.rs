@@ -1,0 +1,105 @@
+//! Operations: `GET /ready` for orchestrators and `GET /metrics` for Prometheus.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// Most events a projection may trail the log by while the server calls itself ready.
+pub const READY_MAX_LAG_EVENTS: i64 = 1_000;
+
+#[derive(Debug, Serialize)]
+struct Readiness {
+    ready: bool,
+    database: bool,
+    migrations: bool,
+    /// Projections more than the threshold behind, failed or not running.
+    lagging_projections: Vec<String>,
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let pool = state.store.pool();
+    let database = sqlx::query("SELECT 1").execute(pool).await.is_ok();
+    let applied: Vec<i64> = if database {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let migrations = commands::MIGRATOR
+        .iter()
+        .all(|m| applied.contains(&m.version));
+    let lagging_projections: Vec<String> =
+        match crate::projection_status(&state.store, &state.projector).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|s| {
+                    s.lag_events > READY_MAX_LAG_EVENTS
+                        || matches!(
+                            s.state,
+                            projections::State::Failed | projections::State::Stopped
+                        )
+                })
+                .map(|s| s.name)
+                .collect(),
+            Err(_) => state
+                .projector
+                .projections()
+                .iter()
+                .map(|p| p.name().to_owned())
+                .collect(),
+        };
+    let readiness = Readiness {
+        ready: database && migrations && lagging_projections.is_empty(),
+        database,
+        migrations,
+        lagging_projections,
+    };
+    if readiness.ready {
+        return Json(readiness).into_response();
+    }
+    // Not ready is an error like any other: a problem document, with the checks as extensions.
+    let mut body = serde_json::to_value(&readiness).unwrap_or_default();
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert(
+            "type".into(),
+            "https://caseledger.dev/problems/not_ready".into(),
+        );
+        fields.insert("title".into(), "Service unavailable".into());
+        fields.insert("status".into(), 503.into());
+        fields.insert("code".into(), "not_ready".into());
+        fields.insert(
+            "detail".into(),
+            "a readiness check failed; see the fields below".into(),
+        );
+    }
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let body = crate::metrics::render(&state).await?;
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
+}
