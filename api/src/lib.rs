@@ -10,6 +10,7 @@
 //! - [`bench`]: `caseledger bench append`, the event store's benchmark.
 //! - `main.rs`: the command line (`serve`, `migrate`, `bench`).
 
+pub mod as_of;
 pub mod auth;
 pub mod bench;
 pub mod consistency;

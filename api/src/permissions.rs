@@ -44,6 +44,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/auth/me", Access::AnyUser),
     ("POST", "/auth/password", Access::AnyUser),
     ("POST", "/users", Access::Roles(ADMINS)),
+    ("GET", "/users/{username}", Access::Roles(AUDITORS)),
     ("POST", "/users/{username}/role", Access::Roles(ADMINS)),
     ("POST", "/users/{username}/unlock", Access::Roles(ADMINS)),
     (

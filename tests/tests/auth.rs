@@ -417,3 +417,61 @@ async fn every_route_allows_exactly_the_roles_in_the_permission_table(
     }
     Ok(())
 }
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn auditors_see_a_user_as_of_a_version_or_a_time(pool: PgPool) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    let auditor = TestApp::client_with(&app.token_for("ivan", Role::Auditor).await?)?;
+    let before_ines = Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    app.token_for("ines", Role::Viewer).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let before_promotion = Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let promote = app
+        .client
+        .post(app.url("/users/ines/role"))
+        .json(&json!({"role": "staff"}))
+        .send()
+        .await?;
+    assert_eq!(promote.status(), StatusCode::NO_CONTENT);
+
+    let get = |query: Vec<(&'static str, String)>| {
+        auditor.get(app.url("/users/ines")).query(&query).send()
+    };
+    let now: Value = get(vec![]).await?.json().await?;
+    assert_eq!(
+        (now["role"].as_str(), now["version"].as_u64()),
+        (Some("staff"), Some(3))
+    );
+    assert!(now.get("password_hash").is_none());
+    let first: Value = get(vec![("as_of_version", "1".into())])
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        (first["role"].as_str(), first["version"].as_u64()),
+        (Some("viewer"), Some(1))
+    );
+    let then: Value = get(vec![("as_of", before_promotion.to_rfc3339())])
+        .await?
+        .json()
+        .await?;
+    assert_eq!(then["role"], "viewer");
+    let (status, code) = code_of(get(vec![("as_of", before_ines.to_rfc3339())]).await?).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "user_not_found")
+    );
+    let (status, code) = code_of(get(vec![("as_of_version", "zero".into())]).await?).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_query")
+    );
+    let staff = TestApp::client_with(&app.login("ines", PASSWORD).await?)?;
+    assert_eq!(
+        staff.get(app.url("/users/ines")).send().await?.status(),
+        StatusCode::FORBIDDEN
+    );
+    Ok(())
+}

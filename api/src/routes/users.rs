@@ -1,11 +1,14 @@
 //! `/users`: administrators create users, change roles, unlock and deactivate accounts.
 
 use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use domain::user::{Role, UserCommand, Username};
+use chrono::{DateTime, Utc};
+use domain::user::{Role, User, UserCommand, Username};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,6 +20,7 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/users", post(create))
+        .route("/users/{username}", get(show))
         .route("/users/{username}/role", post(change_role))
         .route("/users/{username}/unlock", post(unlock))
         .route("/users/{username}/deactivate", post(deactivate))
@@ -115,4 +119,57 @@ async fn deactivate(
         .await?;
     state.auth.revoke(auth::user_id(&name), None).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct AsOfQuery {
+    as_of: Option<String>,
+    as_of_version: Option<String>,
+}
+
+/// A user as auditors see it: never the password hash.
+#[derive(Debug, Serialize)]
+struct UserView {
+    user_id: Uuid,
+    username: String,
+    email: String,
+    role: Role,
+    active: bool,
+    failed_logins: u32,
+    locked_until: Option<DateTime<Utc>>,
+    /// The stream version this state is as of.
+    version: u64,
+}
+
+/// `GET /users/{username}`, optionally `?as_of=TIME` or `?as_of_version=N`.
+async fn show(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<AsOfQuery>, QueryRejection>,
+) -> Result<Json<UserView>, ApiError> {
+    let name = username(path)?;
+    let Query(q) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let at = crate::as_of::AsOf::parse(q.as_of.as_deref(), q.as_of_version.as_deref())?;
+    let id = auth::user_id(&name);
+    let (version, user) = crate::as_of::state::<User>(&state.store, id, at)
+        .await
+        .map_err(|e| match e {
+            ApiError::Store(commands::StoreError::StreamNotFound { .. }) => {
+                ApiError::User(domain::user::UserError::NotFound)
+            }
+            other => other,
+        })?;
+    let User::Registered(account) = user else {
+        return Err(ApiError::User(domain::user::UserError::NotFound));
+    };
+    Ok(Json(UserView {
+        user_id: id,
+        username: account.username.as_str().to_owned(),
+        email: account.email,
+        role: account.role,
+        active: account.active,
+        failed_logins: account.failed_logins,
+        locked_until: account.locked_until,
+        version,
+    }))
 }
