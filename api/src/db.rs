@@ -51,7 +51,11 @@ impl Database {
             reason: e.to_string(),
         })?;
         Ok(Self {
-            options: options.log_statements(tracing::log::LevelFilter::Trace),
+            // The process id in the application name tells operators (and pg_stat_activity)
+            // which server holds which connection, e.g. which one runs a projection.
+            options: options
+                .log_statements(tracing::log::LevelFilter::Trace)
+                .application_name(&format!("caseledger-{}", std::process::id())),
             display_url: redact(url),
         })
     }

@@ -191,3 +191,115 @@ async fn the_first_admin_is_created_from_the_command_line() -> anyhow::Result<()
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     drop_database(&name).await
 }
+
+fn serve(url: &str, port: u16) -> anyhow::Result<Child> {
+    Ok(Child(
+        Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    ))
+}
+
+async fn wait_healthy(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(Instant::now() < deadline, "server on {port} never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[tokio::test]
+async fn when_the_server_running_a_projection_dies_the_other_takes_over() -> anyhow::Result<()> {
+    use commands::{EventStore, ExpectedVersion, Metadata, NewEvent};
+
+    let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
+    let url = url_for(&name)?;
+    let (pa, pb) = (free_port()?, free_port()?);
+    let mut a = serve(&url, pa)?;
+    wait_healthy(pa).await?;
+    let mut b = serve(&url, pb)?;
+    wait_healthy(pb).await?;
+
+    let pool = sqlx::PgPool::connect(&url).await?;
+    let store = EventStore::new(pool.clone());
+    let append = |n: usize| {
+        let store = store.clone();
+        async move {
+            for i in 0..n {
+                store
+                    .append(
+                        uuid::Uuid::new_v4(),
+                        "test",
+                        ExpectedVersion::NoStream,
+                        &[NewEvent::new("Happened", serde_json::json!({ "i": i }))],
+                        &Metadata::by("test"),
+                    )
+                    .await?;
+            }
+            anyhow::Ok(())
+        }
+    };
+    append(200).await?;
+
+    // Which server leads? The backend holding the runner lock carries its process id.
+    let leader: String = sqlx::query_scalar(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid \
+           AND l.objid = (hashtext('stream_catalogue')::bigint & 4294967295)::oid",
+    )
+    .bind(i64::from(projections::checkpoint::RUNNER_LOCK))
+    .fetch_one(&pool)
+    .await?;
+    let leader_is_a = leader == format!("caseledger-{}", a.0.id());
+    assert!(
+        leader_is_a || leader == format!("caseledger-{}", b.0.id()),
+        "lock held by {leader}"
+    );
+    let _ = if leader_is_a { a.0.kill() } else { b.0.kill() };
+
+    append(100).await?;
+    let head = store.head().await?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let at = projections::checkpoint::load_from(&pool, "stream_catalogue").await?;
+        if at >= head {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "nobody took over: checkpoint {at}, head {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counted: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(event_count), 0)::bigint FROM read_models.stream_catalogue",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(counted, 300, "every event applied exactly once");
+    drop((a, b));
+    pool.close().await;
+    let verified = Command::new(BIN)
+        .args(["projections", "verify", "stream_catalogue"])
+        .env("DATABASE_URL", &url)
+        .output()?;
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    drop_database(&name).await
+}
