@@ -43,11 +43,12 @@ pub fn session_lifetime(remember_me: bool) -> chrono::Duration {
 }
 
 /// The logged-in user a request acts for.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Caller {
     pub user_id: Uuid,
     pub username: String,
     pub email: String,
+    #[schema(value_type = crate::openapi::RoleDoc)]
     pub role: Role,
     /// The session's token hash, so that logout can revoke exactly this session.
     #[serde(skip)]
@@ -61,11 +62,12 @@ impl Caller {
 }
 
 /// A successful login.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Session {
     pub token: String,
     pub expires_at: DateTime<Utc>,
     pub username: String,
+    #[schema(value_type = crate::openapi::RoleDoc)]
     pub role: Role,
 }
 

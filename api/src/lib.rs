@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod layers;
 pub mod metrics;
+pub mod openapi;
 pub mod permissions;
 pub mod routes;
 
@@ -108,6 +109,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::auth::router())
         .merge(routes::users::router())
         .merge(routes::ops::router())
+        .merge(openapi::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             permissions::guard,

@@ -38,6 +38,10 @@ const ADMINS: &[Role] = &[Admin];
 pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/health", Access::Public),
     ("GET", "/ready", Access::Public),
+    ("GET", "/openapi.json", Access::Public),
+    ("GET", "/docs", Access::Public),
+    ("GET", "/docs/swagger-ui-bundle.js", Access::Public),
+    ("GET", "/docs/swagger-ui.css", Access::Public),
     ("GET", "/metrics", Access::Roles(&[Admin, System])),
     ("POST", "/auth/login", Access::Public),
     ("POST", "/auth/logout", Access::AnyUser),

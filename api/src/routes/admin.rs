@@ -13,7 +13,11 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/admin/projections", get(projections_status))
 }
 
-async fn projections_status(
+#[utoipa::path(get, path = "/admin/projections", tag = "operations",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every projection's checkpoint, head, lag, state and last error", body = [crate::openapi::ProjectionStatusDoc]),
+        (status = 401, body = crate::openapi::ProblemDoc), (status = 403, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn projections_status(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ProjectionStatus>>, ApiError> {
     Ok(Json(

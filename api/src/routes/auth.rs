@@ -19,8 +19,8 @@ pub fn router() -> Router<AppState> {
         .route("/auth/password", post(change_password))
 }
 
-#[derive(Debug, Deserialize)]
-struct Login {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct Login {
     username: String,
     password: String,
     /// Keep the session for 7 days instead of 24 hours.
@@ -28,7 +28,12 @@ struct Login {
     remember_me: bool,
 }
 
-async fn login(
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Login,
+    responses((status = 200, description = "A new session", body = crate::auth::Session),
+        (status = 401, description = "Wrong username or password", body = crate::openapi::ProblemDoc),
+        (status = 403, description = "Account locked or deactivated", body = crate::openapi::ProblemDoc),
+        (status = 429, description = "Too many attempts; see Retry-After", body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn login(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
     ApiJson(body): ApiJson<Login>,
@@ -41,7 +46,9 @@ async fn login(
     ))
 }
 
-async fn logout(
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "This session is revoked"), (status = 401, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn logout(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<StatusCode, ApiError> {
@@ -52,17 +59,23 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(Extension(caller): Extension<Caller>) -> Json<Caller> {
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = crate::auth::Caller), (status = 401, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn me(Extension(caller): Extension<Caller>) -> Json<Caller> {
     Json(caller)
 }
 
-#[derive(Debug, Deserialize)]
-struct ChangePassword {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct ChangePassword {
     current_password: String,
     new_password: String,
 }
 
-async fn change_password(
+#[utoipa::path(post, path = "/auth/password", tag = "auth", security(("bearer" = [])), request_body = ChangePassword,
+    responses((status = 204, description = "Changed; other sessions are revoked"),
+        (status = 401, description = "Wrong current password", body = crate::openapi::ProblemDoc),
+        (status = 422, description = "The new password breaks the rules", body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn change_password(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<ChangePassword>,

@@ -36,8 +36,9 @@ const MAX_LIMIT: i64 = 1_000;
 /// Events per query while exporting; bounds the server's memory whatever the log's size.
 const EXPORT_PAGE: i64 = 1_000;
 
-#[derive(Debug, Default, Deserialize)]
-struct FeedQuery {
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct FeedQuery {
     after: Option<String>,
     limit: Option<String>,
     stream_type: Option<String>,
@@ -102,14 +103,18 @@ fn query(q: Result<Query<FeedQuery>, QueryRejection>) -> Result<FeedQuery, ApiEr
 }
 
 #[derive(Debug, Serialize)]
-struct EventPage {
+pub(crate) struct EventPage {
     events: Vec<RecordedEvent>,
     /// Pass as `after` for the next page; absent when this page reached the readable end.
     next: Option<Cursor>,
 }
 
 /// `GET /events`: a page of the global log in read order, optionally filtered.
-async fn page(
+#[utoipa::path(get, path = "/events", tag = "events", security(("bearer" = [])),
+    params(FeedQuery),
+    responses((status = 200, description = "A page of the log in read order", body = crate::openapi::EventPageDoc),
+        (status = 400, body = crate::openapi::ProblemDoc), (status = 401, body = crate::openapi::ProblemDoc), (status = 403, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn page(
     State(state): State<AppState>,
     q: Result<Query<FeedQuery>, QueryRejection>,
 ) -> Result<Json<EventPage>, ApiError> {
@@ -123,7 +128,11 @@ async fn page(
 }
 
 /// `GET /streams/{id}/events`: one stream's whole history, in stream order.
-async fn stream_history(
+#[utoipa::path(get, path = "/streams/{id}/events", tag = "events", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Stream id")),
+    responses((status = 200, description = "The stream's events in stream order", body = [crate::openapi::RecordedEventDoc]),
+        (status = 400, body = crate::openapi::ProblemDoc), (status = 404, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn stream_history(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<RecordedEvent>>, ApiError> {
@@ -137,7 +146,11 @@ async fn stream_history(
 /// `GET /events/stream`: Server-Sent Events, from `after` (or the `Last-Event-ID` header a
 /// reconnecting client sends) through the present and on, live. Each event's SSE id is its
 /// cursor, so a client that reconnects resumes exactly where it stopped.
-async fn live(
+#[utoipa::path(get, path = "/events/stream", tag = "events", security(("bearer" = [])),
+    params(FeedQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor")),
+    responses((status = 200, description = "Server-Sent Events: each event's id is its cursor, its data the event as JSON", content_type = "text/event-stream", body = String),
+        (status = 400, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn live(
     State(state): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<FeedQuery>, QueryRejection>,
@@ -186,7 +199,11 @@ fn matches(filter: &EventFilter, e: &RecordedEvent) -> bool {
 
 /// `GET /events/export`: the log from `after` up to `until` (default: the head when the request
 /// arrived) as newline-delimited JSON, streamed a page at a time.
-async fn export(
+#[utoipa::path(get, path = "/events/export", tag = "events", security(("bearer" = [])),
+    params(FeedQuery),
+    responses((status = 200, description = "One event as JSON per line, up to `until` (default: the head)", content_type = "application/x-ndjson", body = String),
+        (status = 400, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn export(
     State(state): State<AppState>,
     q: Result<Query<FeedQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {

@@ -14,15 +14,18 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/health", get(health))
 }
 
-#[derive(Debug, Serialize)]
-struct Health {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
     status: &'static str,
     database: &'static str,
     /// Cursor of the last committed event, `"0-0"` for an empty log.
+    #[schema(value_type = String, example = "812-40")]
     head: Cursor,
 }
 
-async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive, with the log's head", body = Health), (status = 503, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let head = state.store.head().await.map_err(|e| {
         tracing::warn!(error = %e, "health check could not reach the database");
         ApiError::DatabaseUnavailable

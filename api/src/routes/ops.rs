@@ -19,8 +19,8 @@ pub fn router() -> Router<AppState> {
 /// Most events a projection may trail the log by while the server calls itself ready.
 pub const READY_MAX_LAG_EVENTS: i64 = 1_000;
 
-#[derive(Debug, Serialize)]
-struct Readiness {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Readiness {
     ready: bool,
     database: bool,
     migrations: bool,
@@ -28,7 +28,9 @@ struct Readiness {
     lagging_projections: Vec<String>,
 }
 
-async fn ready(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "Ready for traffic", body = Readiness), (status = 503, description = "A check failed (problem document with the checks)", body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let pool = state.store.pool();
     let database = sqlx::query("SELECT 1").execute(pool).await.is_ok();
     let applied: Vec<i64> = if database {
@@ -94,7 +96,10 @@ async fn ready(State(state): State<AppState>) -> Response {
     response
 }
 
-async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text exposition", content_type = "application/openmetrics-text", body = String),
+        (status = 401, body = crate::openapi::ProblemDoc), (status = 403, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let body = crate::metrics::render(&state).await?;
     let mut response = body.into_response();
     response.headers_mut().insert(

@@ -18,8 +18,9 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/streams", get(list))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
     /// Only streams of this type.
     #[serde(rename = "type")]
     stream_type: Option<String>,
@@ -31,7 +32,7 @@ struct ListQuery {
 }
 
 #[derive(Debug, Serialize)]
-struct Page {
+pub(crate) struct Page {
     streams: Vec<StreamEntry>,
     /// Pass as `after` for the next page; absent on the last page.
     next: Option<Uuid>,
@@ -40,7 +41,11 @@ struct Page {
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1_000;
 
-async fn list(
+#[utoipa::path(get, path = "/streams", tag = "read models", security(("bearer" = [])),
+    params(ListQuery, ("X-Min-Cursor" = Option<String>, Header, description = "Wait until the catalogue has applied this cursor")),
+    responses((status = 200, description = "A page of the stream catalogue", body = crate::openapi::StreamPageDoc),
+        (status = 400, body = crate::openapi::ProblemDoc), (status = 503, description = "The read model did not reach min_cursor in time; see Retry-After", body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,

@@ -26,22 +26,28 @@ pub fn router() -> Router<AppState> {
         .route("/users/{username}/deactivate", post(deactivate))
 }
 
-#[derive(Debug, Deserialize)]
-struct NewUser {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewUser {
     username: String,
     email: String,
+    #[schema(value_type = crate::openapi::RoleDoc)]
     role: Role,
     password: String,
 }
 
-#[derive(Debug, Serialize)]
-struct Created {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Created {
     user_id: Uuid,
     username: String,
+    #[schema(value_type = crate::openapi::RoleDoc)]
     role: Role,
 }
 
-async fn create(
+#[utoipa::path(post, path = "/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
+    responses((status = 201, description = "Created", body = Created),
+        (status = 409, description = "Username taken", body = crate::openapi::ProblemDoc),
+        (status = 422, description = "Invalid username, e-mail, role or weak password", body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewUser>,
@@ -71,12 +77,16 @@ fn username(path: Result<Path<String>, PathRejection>) -> Result<Username, ApiEr
     Username::parse(&name).map_err(ApiError::User)
 }
 
-#[derive(Debug, Deserialize)]
-struct NewRole {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewRole {
+    #[schema(value_type = crate::openapi::RoleDoc)]
     role: Role,
 }
 
-async fn change_role(
+#[utoipa::path(post, path = "/users/{username}/role", tag = "users", security(("bearer" = [])), request_body = NewRole,
+    params(("username" = String, Path)),
+    responses((status = 204, description = "Changed"), (status = 404, body = crate::openapi::ProblemDoc), (status = 409, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn change_role(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
@@ -94,7 +104,10 @@ async fn change_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn unlock(
+#[utoipa::path(post, path = "/users/{username}/unlock", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 204, description = "Unlocked"), (status = 404, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn unlock(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
@@ -107,7 +120,10 @@ async fn unlock(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn deactivate(
+#[utoipa::path(post, path = "/users/{username}/deactivate", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 204, description = "Deactivated; sessions revoked"), (status = 404, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn deactivate(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
@@ -121,18 +137,20 @@ async fn deactivate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-struct AsOfQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AsOfQuery {
     as_of: Option<String>,
     as_of_version: Option<String>,
 }
 
 /// A user as auditors see it: never the password hash.
-#[derive(Debug, Serialize)]
-struct UserView {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct UserView {
     user_id: Uuid,
     username: String,
     email: String,
+    #[schema(value_type = crate::openapi::RoleDoc)]
     role: Role,
     active: bool,
     failed_logins: u32,
@@ -142,7 +160,11 @@ struct UserView {
 }
 
 /// `GET /users/{username}`, optionally `?as_of=TIME` or `?as_of_version=N`.
-async fn show(
+#[utoipa::path(get, path = "/users/{username}", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path), AsOfQuery),
+    responses((status = 200, description = "The user now, or as of a time or version", body = UserView),
+        (status = 400, body = crate::openapi::ProblemDoc), (status = 404, body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn show(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<AsOfQuery>, QueryRejection>,
