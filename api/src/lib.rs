@@ -47,6 +47,9 @@ pub struct AppState {
     pub auth: auth::Auth,
     /// Request counts and latencies, lag; served at `/metrics`.
     pub metrics: metrics::Metrics,
+    /// Set when the server begins to shut down, so that endless responses (the SSE feed) end
+    /// and graceful shutdown can finish.
+    pub shutting_down: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
             http: layers::HttpConfig::default(),
             auth,
             metrics: metrics::Metrics::default(),
+            shutting_down: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 }
@@ -124,12 +128,18 @@ pub fn app(state: AppState) -> Router {
     layers::wrap(routes, &http)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes; in-flight requests finish first.
+/// Serves `app` on `listener` until `shutdown` completes; in-flight requests finish first, and
+/// live feeds are told to end.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let signal = state.shutting_down.clone();
+    let shutdown = async move {
+        shutdown.await;
+        signal.send_replace(true);
+    };
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),

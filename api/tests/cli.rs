@@ -303,3 +303,59 @@ async fn when_the_server_running_a_projection_dies_the_other_takes_over() -> any
     );
     drop_database(&name).await
 }
+
+#[tokio::test]
+async fn sigterm_ends_live_feeds_and_stops_the_server_cleanly() -> anyhow::Result<()> {
+    let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
+    let url = url_for(&name)?;
+    let port = free_port()?;
+    let mut server = Child(
+        Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", &url)
+            .env("CASELEDGER_ADMIN_USERNAME", "boss")
+            .env("CASELEDGER_ADMIN_PASSWORD", "B0ss-password!")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_healthy(port).await?;
+    let client = reqwest::Client::new();
+    let session: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{port}/auth/login"))
+        .json(&serde_json::json!({"username": "boss", "password": "B0ss-password!"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = session["token"].as_str().unwrap_or_default().to_owned();
+    let mut feed = client
+        .get(format!("http://127.0.0.1:{port}/events/stream"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?;
+    // The bootstrap's own events arrive first: the feed is live.
+    let first = tokio::time::timeout(Duration::from_secs(10), feed.chunk()).await??;
+    assert!(first.is_some());
+
+    let term = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()?;
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.0.try_wait()? {
+            break status;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the server did not stop within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    drop(feed);
+    drop_database(&name).await
+}

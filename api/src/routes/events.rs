@@ -164,7 +164,15 @@ pub(crate) async fn live(
         None => q.after()?,
     };
     let filter = q.filter()?;
-    let events = state.store.follow(after, FollowOptions::default());
+    let mut shutting_down = state.shutting_down.subscribe();
+    let events = state
+        .store
+        .follow(after, FollowOptions::default())
+        // Ends the feed when the server shuts down; the client reconnects elsewhere with
+        // Last-Event-ID.
+        .take_until(async move {
+            let _ = shutting_down.wait_for(|stopping| *stopping).await;
+        });
     let stream = events
         .filter(move |e| {
             let keep = match e {
