@@ -2,7 +2,8 @@
 //!
 //! Users are event-sourced ([`domain::user::User`]); a user's stream id is derived from the
 //! username (UUID v5), so registering a taken name is a conflict on the same stream and two
-//! racing registrations cannot both succeed. Sessions are rows of `sessions` holding a hash of
+//! racing registrations cannot both succeed. Password hashes are kept out of the log, in
+//! `credentials`, written in the same transaction as the event that records the change. Sessions are rows of `sessions` holding a hash of
 //! the token; every request re-reads the user (through the command handler's cache), so role
 //! changes and deactivations take effect at once.
 
@@ -17,8 +18,9 @@ use argon2::Argon2;
 use axum::http::{header, HeaderMap};
 use blake2::{Blake2b512, Digest};
 use chrono::{DateTime, Utc};
-use commands::{Clock, CommandHandler, EventStore, HandleError, Metadata};
+use commands::{codec, Clock, CommandHandler, EventStore, ExpectedVersion, HandleError, Metadata};
 use domain::user::{Account, Role, User, UserCommand, UserError, Username};
+use domain::Aggregate;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use uuid::Uuid;
@@ -172,10 +174,70 @@ impl Auth {
             username: username.clone(),
             email: email.to_owned(),
             role,
-            password_hash,
         };
-        self.command(&username, command, actor).await?;
+        match self
+            .with_credentials(&username, command, actor, &password_hash)
+            .await
+        {
+            // Another registration of this name got there first.
+            Err(ApiError::Store(commands::StoreError::WrongExpectedVersion { .. })) => {
+                return Err(ApiError::User(UserError::AlreadyExists))
+            }
+            other => other?,
+        }
         Ok(user_id(&username))
+    }
+
+    /// The user's current password hash, if they have credentials.
+    async fn password_hash(&self, username: &Username) -> Result<Option<String>, ApiError> {
+        sqlx::query_scalar("SELECT password_hash FROM credentials WHERE user_id = $1")
+            .bind(user_id(username))
+            .fetch_optional(self.store().pool())
+            .await
+            .map_err(ApiError::db)
+    }
+
+    /// Decides `command` and appends its events in the same transaction as the new password
+    /// hash, so that the log and the credentials never disagree.
+    async fn with_credentials(
+        &self,
+        username: &Username,
+        command: UserCommand,
+        actor: &str,
+        password_hash: &str,
+    ) -> Result<(), ApiError> {
+        let id = user_id(username);
+        let (version, user) = self.users.load(id).await.map_err(handle_error)?;
+        let events = user
+            .decide(&command, self.clock.now())
+            .map_err(ApiError::User)?;
+        let events = events
+            .iter()
+            .map(codec::encode::<User>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::internal)?;
+        let mut tx = self.store().pool().begin().await.map_err(ApiError::db)?;
+        self.store()
+            .append_in(
+                &mut tx,
+                id,
+                User::STREAM_TYPE,
+                ExpectedVersion::Exact(version),
+                &events,
+                &Metadata::by(actor),
+            )
+            .await?;
+        sqlx::query(
+            "INSERT INTO credentials (user_id, password_hash, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(password_hash)
+        .bind(self.clock.now())
+        .execute(&mut *tx)
+        .await
+        .map_err(ApiError::db)?;
+        tx.commit().await.map_err(ApiError::db)
     }
 
     /// Checks the rate limits for a login attempt; `Err` carries the seconds to wait.
@@ -219,7 +281,11 @@ impl Auth {
         if let Some(until) = account.locked_until.filter(|u| *u > now) {
             return Err(ApiError::User(UserError::Locked { until }));
         }
-        if !verify_password(password.to_owned(), account.password_hash.clone()).await? {
+        let hash = self
+            .password_hash(&name)
+            .await?
+            .unwrap_or_else(|| self.dummy_hash.as_str().to_owned());
+        if !verify_password(password.to_owned(), hash).await? {
             self.command(&name, UserCommand::RecordFailedLogin, "system:auth")
                 .await?;
             // The failure that locks the account says so.
@@ -312,19 +378,20 @@ impl Auth {
         new: &str,
     ) -> Result<(), ApiError> {
         let name = Username::parse(&caller.username).map_err(ApiError::User)?;
-        let account = self
-            .account(&name)
+        let hash = self
+            .password_hash(&name)
             .await?
             .ok_or(ApiError::Unauthenticated)?;
-        if !verify_password(current.to_owned(), account.password_hash).await? {
+        if !verify_password(current.to_owned(), hash).await? {
             return Err(ApiError::InvalidCredentials);
         }
         domain::user::check_password_rules(new).map_err(ApiError::User)?;
         let password_hash = hash_password(new.to_owned()).await?;
-        self.command(
+        self.with_credentials(
             &name,
-            UserCommand::ChangePassword { password_hash },
+            UserCommand::ChangePassword,
             &caller.actor(),
+            &password_hash,
         )
         .await?;
         // Other sessions end with the old password.

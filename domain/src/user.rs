@@ -1,8 +1,10 @@
 //! Users who log in: registration, roles, password changes, failed logins and lockout.
 //!
-//! Passwords arrive here already hashed (hashing is slow work done outside the aggregate); the
-//! plain text is only checked against the complexity rules by [`check_password_rules`] first.
-//! Every failed login, lockout, unlock and role change is an event, so security is auditable.
+//! Password hashes are not part of this aggregate: events are kept for ever and auditors read
+//! them, so the hashes live in a credentials table beside the log, written in the same
+//! transaction as the event that records the registration or the change. Plain-text passwords
+//! are only checked against the rules by [`check_password_rules`]. Every failed login, lockout,
+//! unlock, role change and password change is an event, so security is auditable.
 
 use std::fmt;
 use std::str::FromStr;
@@ -165,8 +167,6 @@ pub struct Account {
     pub username: Username,
     pub email: String,
     pub role: Role,
-    /// PHC-format hash (argon2id); never the password.
-    pub password_hash: String,
     pub active: bool,
     /// Failed logins since the last success, lockout or unlock.
     pub failed_logins: u32,
@@ -193,7 +193,6 @@ pub enum UserCommand {
         username: Username,
         email: String,
         role: Role,
-        password_hash: String,
     },
     /// A login with a wrong password.
     RecordFailedLogin,
@@ -203,9 +202,8 @@ pub enum UserCommand {
     ChangeRole {
         role: Role,
     },
-    ChangePassword {
-        password_hash: String,
-    },
+    /// The credentials were replaced (the hash itself is stored outside the log).
+    ChangePassword,
     Deactivate,
 }
 
@@ -216,7 +214,6 @@ pub enum UserEvent {
         username: Username,
         email: String,
         role: Role,
-        password_hash: String,
     },
     LoginFailed {
         attempts: u32,
@@ -230,9 +227,7 @@ pub enum UserEvent {
         from: Role,
         to: Role,
     },
-    PasswordChanged {
-        password_hash: String,
-    },
+    PasswordChanged {},
     UserDeactivated {},
 }
 
@@ -255,14 +250,12 @@ impl Aggregate for User {
                     username,
                     email,
                     role,
-                    password_hash,
                 },
             ) => {
                 return Ok(vec![UserEvent::UserRegistered {
                     username: username.clone(),
                     email: email.clone(),
                     role: *role,
-                    password_hash: password_hash.clone(),
                 }])
             }
             (User::Registered(_), C::Register { .. }) => return Err(UserError::AlreadyExists),
@@ -302,9 +295,8 @@ impl Aggregate for User {
                 from: account.role,
                 to: *role,
             }]),
-            C::ChangePassword { password_hash } => Ok(vec![UserEvent::PasswordChanged {
-                password_hash: password_hash.clone(),
-            }]),
+            C::ChangePassword if !account.active => Err(UserError::Deactivated),
+            C::ChangePassword => Ok(vec![UserEvent::PasswordChanged {}]),
             C::Deactivate if !account.active => Err(UserError::Deactivated),
             C::Deactivate => Ok(vec![UserEvent::UserDeactivated {}]),
         }
@@ -318,14 +310,12 @@ impl Aggregate for User {
                     username,
                     email,
                     role,
-                    password_hash,
                 },
             ) => {
                 return User::Registered(Account {
                     username: username.clone(),
                     email: email.clone(),
                     role: *role,
-                    password_hash: password_hash.clone(),
                     active: true,
                     failed_logins: 0,
                     locked_until: None,
@@ -347,9 +337,7 @@ impl Aggregate for User {
                 account.failed_logins = 0;
             }
             UserEvent::RoleChanged { to, .. } => account.role = *to,
-            UserEvent::PasswordChanged { password_hash } => {
-                account.password_hash = password_hash.clone()
-            }
+            UserEvent::PasswordChanged {} => {}
             UserEvent::UserDeactivated {} => account.active = false,
         }
         User::Registered(account)
@@ -370,7 +358,6 @@ mod tests {
             username: Username::parse("alice").unwrap_or_else(|e| panic!("{e}")),
             email: "alice@example.org".into(),
             role: Role::Staff,
-            password_hash: "$argon2id$...".into(),
         }])
     }
 
@@ -428,7 +415,6 @@ mod tests {
             username: Username::parse("alice").unwrap_or_else(|e| panic!("{e}")),
             email: "a@example.org".into(),
             role: Role::Admin,
-            password_hash: "h".into(),
         };
         assert_eq!(
             registered().decide(&cmd, at(0)),

@@ -475,3 +475,30 @@ async fn auditors_see_a_user_as_of_a_version_or_a_time(pool: PgPool) -> anyhow::
     );
     Ok(())
 }
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn password_hashes_never_enter_the_event_log(pool: PgPool) -> anyhow::Result<()> {
+    let app = spawn_app(pool.clone()).await?;
+    let client = TestApp::client_with(&app.token_for("jill", Role::Staff).await?)?;
+    let changed = client
+        .post(app.url("/auth/password"))
+        .json(&json!({"current_password": PASSWORD, "new_password": "An0ther-one!"}))
+        .send()
+        .await?;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    let leaks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE payload::text LIKE '%argon2%'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(leaks, 0);
+    let recorded: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE stream_type = 'user' AND event_type IN ('UserRegistered', 'PasswordChanged') ORDER BY position",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert!(
+        recorded.contains(&"PasswordChanged".to_owned()),
+        "the change itself is on record: {recorded:?}"
+    );
+    Ok(())
+}
