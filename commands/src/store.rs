@@ -113,6 +113,8 @@ const STREAM_QUEUE_LOCK: i32 = 0x0CA5_E000;
 #[derive(Debug)]
 pub struct StreamLock {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    /// One of the few pool connections stream locks may hold; see `EventStore::lock_slots`.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl StreamLock {
@@ -132,6 +134,10 @@ pub struct EventStore {
     upcasters: Arc<Upcasters>,
     /// Wakes followers after appends.
     wakeup: Wakeup,
+    /// Stream locks each hold a pooled connection while the command they guard needs others
+    /// to load and append; capping them at half the pool keeps the rest free, so many
+    /// contended streams at once queue here instead of starving the pool.
+    lock_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Columns of an event row, in the order `EventRow` decodes them. Note that the output column
@@ -235,9 +241,12 @@ impl EventStore {
 
     pub fn with_upcasters(pool: PgPool, upcasters: Upcasters) -> Self {
         Self {
-            pool,
+            lock_slots: Arc::new(tokio::sync::Semaphore::new(
+                (pool.options().get_max_connections() as usize / 2).max(1),
+            )),
             upcasters: Arc::new(upcasters),
             wakeup: Wakeup::default(),
+            pool,
         }
     }
 
@@ -550,13 +559,20 @@ impl EventStore {
     /// connection), waiting for whoever holds it. Appends do not need it for correctness; the
     /// command handler uses it to make writers in several processes take turns on a hot stream.
     pub async fn lock_stream(&self, stream_id: Uuid) -> Result<StreamLock, StoreError> {
+        // Acquiring fails only on a closed semaphore, and this one is never closed.
+        let slot = self
+            .lock_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
             .bind(STREAM_QUEUE_LOCK)
             .bind(stream_id)
             .execute(&mut *tx)
             .await?;
-        Ok(StreamLock { tx })
+        Ok(StreamLock { tx, _slot: slot })
     }
 
     /// The stream's current version; 0 when it does not exist.
