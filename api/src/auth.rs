@@ -19,7 +19,7 @@ use axum::http::{header, HeaderMap};
 use blake2::{Blake2b512, Digest};
 use chrono::{DateTime, Utc};
 use commands::{codec, Clock, CommandHandler, EventStore, ExpectedVersion, HandleError, Metadata};
-use domain::user::{Account, Role, User, UserCommand, UserError, Username};
+use domain::user::{Account, Role, User, UserCommand, UserError, UserEvent, Username};
 use domain::Aggregate;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
@@ -286,17 +286,24 @@ impl Auth {
             .await?
             .unwrap_or_else(|| self.dummy_hash.as_str().to_owned());
         if !verify_password(password.to_owned(), hash).await? {
-            self.command(&name, UserCommand::RecordFailedLogin, "system:auth")
-                .await?;
+            let outcome = self
+                .users
+                .handle(
+                    user_id(&name),
+                    &UserCommand::RecordFailedLogin,
+                    &Metadata::by("system:auth"),
+                )
+                .await
+                .map_err(handle_error)?;
             // The failure that locks the account says so.
-            if let Some(until) = self
-                .account(&name)
-                .await?
-                .and_then(|a| a.locked_until.filter(|u| *u > now))
-            {
-                return Err(ApiError::User(UserError::Locked { until }));
-            }
-            return Err(ApiError::InvalidCredentials);
+            let locked = outcome.events.iter().find_map(|e| match e {
+                UserEvent::AccountLocked { until } => Some(*until),
+                _ => None,
+            });
+            return Err(match locked {
+                Some(until) => ApiError::User(UserError::Locked { until }),
+                None => ApiError::InvalidCredentials,
+            });
         }
         self.command(
             &name,

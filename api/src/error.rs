@@ -60,7 +60,8 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// The problem document (RFC 9457), plus our stable `code`.
+/// The problem document (RFC 9457), plus our stable `code`. Every error response of the API is
+/// rendered from one of these, here.
 #[derive(Debug, Serialize)]
 pub struct Problem {
     #[serde(rename = "type")]
@@ -69,6 +70,47 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     pub code: &'static str,
+    /// Extension members (RFC 9457 section 3.2), e.g. the checks of a failed readiness probe.
+    #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            kind: format!("https://caseledger.dev/problems/{code}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            code,
+            extensions: serde_json::Map::new(),
+        }
+    }
+
+    /// Adds the fields of `value` (an object) as extension members.
+    pub fn with_extensions(mut self, value: impl Serialize) -> Self {
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(value) {
+            self.extensions.extend(fields);
+        }
+        self
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(self)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
 }
 
 impl ApiError {
@@ -230,13 +272,7 @@ impl ApiError {
         } else {
             self.to_string()
         };
-        Problem {
-            kind: format!("https://caseledger.dev/problems/{code}"),
-            title,
-            status: status.as_u16(),
-            detail,
-            code,
-        }
+        Problem::new(status, code, title, detail)
     }
 }
 
@@ -272,28 +308,23 @@ impl IntoResponse for ApiError {
         if problem.status >= 500 {
             tracing::error!(error = %self, code = problem.code, "request failed");
         }
-        let status =
-            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let unauthorized = problem.status == StatusCode::UNAUTHORIZED.as_u16();
         let retry_after = match self {
             ApiError::ReadModelBehind { .. } | ApiError::DatabaseUnavailable => Some(1),
             ApiError::RateLimited { retry_after } => Some(retry_after),
             _ => None,
         };
-        let mut response = (status, axum::Json(problem)).into_response();
+        let mut response = problem.into_response();
         if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if status == StatusCode::UNAUTHORIZED {
+        if unauthorized {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
         response
     }
 }

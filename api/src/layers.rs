@@ -115,19 +115,12 @@ async fn problem_for_bare_errors(response: Response) -> Response {
         ),
         _ => ("bad_request", "Bad request", "the request was refused"),
     };
+    // Keep the original headers (Allow on a 405, say); replace the body and its type.
     let (mut parts, _) = response.into_parts();
-    let problem = Problem {
-        kind: format!("https://caseledger.dev/problems/{code}"),
-        title,
-        status: status.as_u16(),
-        detail: detail.to_owned(),
-        code,
-    };
-    let body = axum::Json(problem).into_response().into_body();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
+    let (problem_parts, body) = Problem::new(status, code, title, detail)
+        .into_response()
+        .into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(problem_parts.headers);
     Response::from_parts(parts, body)
 }

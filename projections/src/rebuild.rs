@@ -8,7 +8,7 @@
 //! see the old model or the new one, never a mix. The live runner finds its checkpoint moved,
 //! rolls back its page and carries on from the new checkpoint.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use commands::{Cursor, EventStore, RecordedEvent};
 use serde::Serialize;
@@ -265,9 +265,4 @@ pub async fn verify(
         .await;
     let _ = conn.close().await;
     result
-}
-
-/// Elapsed time as a `Duration`, for reports.
-pub fn seconds(d: f64) -> Duration {
-    Duration::from_secs_f64(d.max(0.0))
 }

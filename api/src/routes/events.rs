@@ -120,7 +120,10 @@ pub(crate) async fn page(
 ) -> Result<Json<EventPage>, ApiError> {
     let q = query(q)?;
     let (after, limit, filter) = (q.after()?, q.limit()?, q.filter()?);
-    let events = state.store.read_filtered(after, &filter, limit).await?;
+    let events = state
+        .store
+        .read_filtered(after, None, &filter, limit)
+        .await?;
     let next = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.cursor))
         .flatten();
@@ -225,7 +228,7 @@ pub(crate) async fn export(
     let body = async_stream::stream! {
         let mut at = after;
         loop {
-            let page = match store.read_range(at, Some(until), EXPORT_PAGE).await {
+            let page = match store.read_filtered(at, Some(until), &filter, EXPORT_PAGE).await {
                 Ok(page) => page,
                 Err(error) => {
                     // Headers are gone; all we can do is stop, and log why.
@@ -237,7 +240,7 @@ pub(crate) async fn export(
             let Some(last) = page.last().map(|e| e.cursor) else { break };
             at = last;
             let mut chunk = Vec::with_capacity(page.len() * 256);
-            for e in page.iter().filter(|e| matches(&filter, e)) {
+            for e in &page {
                 if serde_json::to_writer(&mut chunk, e).is_ok() {
                     chunk.push(b'\n');
                 }

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -74,26 +74,14 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
         return Json(readiness).into_response();
     }
     // Not ready is an error like any other: a problem document, with the checks as extensions.
-    let mut body = serde_json::to_value(&readiness).unwrap_or_default();
-    if let Some(fields) = body.as_object_mut() {
-        fields.insert(
-            "type".into(),
-            "https://caseledger.dev/problems/not_ready".into(),
-        );
-        fields.insert("title".into(), "Service unavailable".into());
-        fields.insert("status".into(), 503.into());
-        fields.insert("code".into(), "not_ready".into());
-        fields.insert(
-            "detail".into(),
-            "a readiness check failed; see the fields below".into(),
-        );
-    }
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "Service unavailable",
+        "a readiness check failed; see the fields below",
+    )
+    .with_extensions(&readiness)
+    .into_response()
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
