@@ -11,13 +11,19 @@
 //! - [`handler`]: [`CommandHandler`] drives a pure [`domain::Aggregate`]: load, decide with the
 //!   injected [`clock`], append with the exact expected version, retry on conflict.
 //! - [`codec`]: typed domain events to stored events and back.
+//! - [`credentialing`]: physicians, credentials and renewals, including the commands that
+//!   append to a renewal and its credential in one transaction.
+//! - [`jobs`]: the job runner every scheduled job uses (one run at a time across processes,
+//!   a shared schedule, a record of runs).
 
 pub mod clock;
 pub mod codec;
+pub mod credentialing;
 pub mod cursor;
 pub mod error;
 pub mod event;
 pub mod handler;
+pub mod jobs;
 pub mod store;
 pub mod upcast;
 pub mod wakeup;
@@ -27,7 +33,9 @@ pub use cursor::Cursor;
 pub use error::StoreError;
 pub use event::{Metadata, NewEvent, RecordedEvent};
 pub use handler::{CommandHandler, CommandOutcome, HandleError};
-pub use store::{Appended, EventFilter, EventStore, ExpectedVersion, FollowOptions};
+pub use store::{
+    Appended, EventFilter, EventStore, ExpectedVersion, FollowOptions, MultiAppended, StreamAppend,
+};
 pub use upcast::Upcasters;
 
 /// The SQL migrations (from the workspace's `migrations/`), embedded in the binary.

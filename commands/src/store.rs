@@ -75,6 +75,24 @@ pub struct CommandAppended {
     pub replayed: bool,
 }
 
+/// One stream's share of [`EventStore::append_streams`].
+#[derive(Debug, Clone, Copy)]
+pub struct StreamAppend<'a> {
+    pub stream_id: Uuid,
+    pub stream_type: &'a str,
+    pub expected: ExpectedVersion,
+    pub events: &'a [NewEvent],
+}
+
+/// How a multi-stream append ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiAppended {
+    /// One entry per part, in order; empty when replayed.
+    pub appended: Vec<Appended>,
+    /// The first part's first result when the command id had already run.
+    pub replayed: Option<Appended>,
+}
+
 /// Which events an auditor's read keeps; `None` fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventFilter {
@@ -334,6 +352,84 @@ impl EventStore {
             }
             other => other,
         }
+    }
+
+    /// Appends to several streams in one transaction: all of them or none. Each part states
+    /// its own expected version; any mismatch refuses the whole batch with that stream's
+    /// conflict. With `command`, the command is recorded under `metadata.command_id` together
+    /// with the first part, and a resend of it returns the first result (`replayed`).
+    pub async fn append_streams(
+        &self,
+        parts: &[StreamAppend<'_>],
+        metadata: &Metadata,
+        command: Option<&Value>,
+    ) -> Result<MultiAppended, StoreError> {
+        let payloads = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                validate_batch(
+                    p.stream_type,
+                    p.events,
+                    metadata,
+                    i == 0 && command.is_some(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = self.pool.begin().await?;
+        let mut appended = Vec::with_capacity(parts.len());
+        let mut failure = None;
+        for (i, (part, payloads)) in parts.iter().zip(&payloads).enumerate() {
+            let result = self
+                .try_append(
+                    &mut *tx,
+                    part.stream_id,
+                    part.stream_type,
+                    part.expected,
+                    part.events,
+                    payloads,
+                    metadata,
+                    if i == 0 { command } else { None },
+                )
+                .await;
+            match result {
+                Ok(a) => appended.push(a),
+                Err(e) => {
+                    failure = Some((part, e));
+                    break;
+                }
+            }
+        }
+        let Some((part, error)) = failure else {
+            tx.commit().await?;
+            return Ok(MultiAppended {
+                appended,
+                replayed: None,
+            });
+        };
+        drop(tx);
+        if let (Some(command), Some(command_id), Some(first)) =
+            (command, metadata.command_id, parts.first())
+        {
+            if let Some(done) = self
+                .replay_command(command_id, first.stream_id, command)
+                .await?
+            {
+                return Ok(MultiAppended {
+                    appended: Vec::new(),
+                    replayed: Some(done.appended),
+                });
+            }
+        }
+        Err(self
+            .finish_append(part.stream_id, part.stream_type, part.expected, Err(error))
+            .await
+            .err()
+            .unwrap_or(StoreError::WrongExpectedVersion {
+                stream_id: part.stream_id,
+                expected: part.expected,
+                actual: 0,
+            }))
     }
 
     /// Appends the events a command decided, recording the command under its id in the same

@@ -6,12 +6,19 @@
 //!   synchronous; time arrives as the `now` argument and look-ups arrive inside the command, so the
 //!   same inputs always give the same answer and tests need no database.
 //! - [`user`]: people who log in: roles, password rules, failed logins and lockout.
+//! - [`physician`]: physicians and their NPI; [`credential`]: licences, DEA and CSR
+//!   registrations and their one open renewal; [`renewal`]: the renewal lifecycle, checklists,
+//!   progress and timeline; [`jurisdiction`]: US state codes and their renewal cycles.
 //! - The event store and command handler that drive these functions live in the `commands` crate;
 //!   the read models built from the resulting events live in `projections`.
 //!
 //! Events are serde enums, adjacently tagged (`#[serde(tag = "type", content = "data")]`) with
 //! struct variants: the tag becomes the stored event type and the content the stored JSON object.
 
+pub mod credential;
+pub mod jurisdiction;
+pub mod physician;
+pub mod renewal;
 pub mod user;
 
 use chrono::{DateTime, Utc};

@@ -11,11 +11,13 @@
 //!   model against a scratch rebuild, row by row.
 //! - [`wait`]: read-your-writes, waiting until a projection has passed a cursor.
 //! - [`catalogue`]: the stream catalogue read model.
+//! - [`credentialing`]: physicians, credentials and renewals, with the dashboard's queries.
 //!
 //! Read models live in the `read_models` schema, which the `caseledger_analyst` role may read.
 
 pub mod catalogue;
 pub mod checkpoint;
+pub mod credentialing;
 pub mod projection;
 pub mod rebuild;
 pub mod runtime;
@@ -29,5 +31,8 @@ pub use runtime::{Projector, RuntimeConfig};
 
 /// Every read model the server maintains.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(catalogue::StreamCatalogue)]
+    vec![
+        Arc::new(catalogue::StreamCatalogue),
+        Arc::new(credentialing::CredentialingModel),
+    ]
 }

@@ -1,0 +1,1695 @@
+//! The renewal lifecycle as specifications: given past events, when a command is decided, then
+//! these events (or this error). See `DOMAIN.md`, "Credentials and renewals".
+//!
+//! The property tests at the end drive random command sequences through `decide`/`evolve` and
+//! check the invariants after every step.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use domain::credential::CredentialKind;
+use domain::jurisdiction::{self, Jurisdiction};
+use domain::renewal::{
+    checklist_for, ChecklistItem, CredentialFacts, Origin, Renewal, RenewalCommand, RenewalError,
+    RenewalEvent, RenewalStatus, DEA_FEE_CENTS,
+};
+use domain::{fold, Aggregate};
+use uuid::Uuid;
+
+use RenewalStatus::{
+    Approved, Cancelled, Expired, Filed, InProgress, NotStarted, Rejected, UnderReview,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+const CREDENTIAL: Uuid = Uuid::from_u128(0xC0);
+const PHYSICIAN: Uuid = Uuid::from_u128(0xD0);
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("a valid calendar date")
+}
+
+/// Noon UTC on `day`.
+fn at(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(12, 0, 0).expect("a valid time").and_utc()
+}
+
+fn days(n: i64) -> Duration {
+    Duration::days(n)
+}
+
+fn state(code: &str) -> Jurisdiction {
+    Jurisdiction::parse(code).expect("a US state code")
+}
+
+/// The credential's expiry in most tests: its last valid day.
+fn expiry() -> NaiveDate {
+    date(2026, 6, 30)
+}
+
+/// When the renewal was initiated.
+fn initiated_at() -> DateTime<Utc> {
+    at(date(2026, 4, 1))
+}
+
+/// A day well inside the renewal's working period.
+fn today() -> DateTime<Utc> {
+    at(date(2026, 4, 15))
+}
+
+/// The first day after the credential's expiry.
+fn after_expiry() -> DateTime<Utc> {
+    at(date(2026, 7, 1))
+}
+
+fn facts(kind: CredentialKind, jurisdiction: &str, has_state_csr: bool) -> CredentialFacts {
+    CredentialFacts {
+        credential_id: CREDENTIAL,
+        physician_id: PHYSICIAN,
+        kind,
+        jurisdiction: state(jurisdiction),
+        expiry: expiry(),
+        has_state_csr,
+    }
+}
+
+fn licence() -> CredentialFacts {
+    facts(CredentialKind::License, "TX", false)
+}
+
+fn initiated(facts: &CredentialFacts) -> RenewalEvent {
+    RenewalEvent::RenewalInitiated {
+        credential_id: facts.credential_id,
+        physician_id: facts.physician_id,
+        kind: facts.kind,
+        jurisdiction: facts.jurisdiction,
+        credential_expiry: facts.expiry,
+        checklist: checklist_for(facts),
+        origin: Origin::Manual,
+        at: initiated_at(),
+    }
+}
+
+fn given(events: &[RenewalEvent]) -> Renewal {
+    fold(events)
+}
+
+fn completed(item: &str) -> RenewalEvent {
+    RenewalEvent::ChecklistItemCompleted {
+        item: item.to_owned(),
+        at: today(),
+    }
+}
+
+fn required_keys(facts: &CredentialFacts) -> Vec<String> {
+    checklist_for(facts)
+        .into_iter()
+        .filter(|i| i.required)
+        .map(|i| i.key)
+        .collect()
+}
+
+fn all_required_completed(facts: &CredentialFacts) -> Vec<RenewalEvent> {
+    required_keys(facts).iter().map(|k| completed(k)).collect()
+}
+
+/// A licence renewal's history that leaves it in `status` by the usual path. In progress and
+/// rejected renewals have every required item done, so they could be filed.
+fn history(status: RenewalStatus) -> Vec<RenewalEvent> {
+    use RenewalEvent as E;
+    let f = licence();
+    let t = today();
+    let mut events = vec![initiated(&f)];
+    let in_progress = |events: &mut Vec<RenewalEvent>| {
+        events.push(E::RenewalStarted { at: t });
+        events.extend(all_required_completed(&f));
+    };
+    let under_review = |events: &mut Vec<RenewalEvent>| {
+        in_progress(events);
+        events.push(E::RenewalFiled { at: t });
+        events.push(E::RenewalReviewStarted { at: t });
+    };
+    match status {
+        NotStarted => {}
+        InProgress => in_progress(&mut events),
+        Filed => {
+            in_progress(&mut events);
+            events.push(E::RenewalFiled { at: t });
+        }
+        UnderReview => under_review(&mut events),
+        Approved => {
+            under_review(&mut events);
+            events.push(E::RenewalApproved {
+                new_expiry: date(2028, 6, 30),
+                at: t,
+            });
+        }
+        Rejected => {
+            under_review(&mut events);
+            events.push(E::RenewalRejected {
+                reason: "missing CME certificate".into(),
+                at: t,
+            });
+        }
+        Expired => events.push(E::RenewalExpired { at: after_expiry() }),
+        Cancelled => events.push(E::RenewalCancelled {
+            reason: "physician left the practice".into(),
+            at: t,
+        }),
+    }
+    events
+}
+
+fn in_state(status: RenewalStatus) -> Renewal {
+    let renewal = given(&history(status));
+    assert_eq!(renewal.status, Some(status), "fixture for {status}");
+    renewal
+}
+
+/// Decides and folds the resulting events into the state.
+fn apply(
+    renewal: &Renewal,
+    command: &RenewalCommand,
+    now: DateTime<Utc>,
+) -> Result<Renewal, RenewalError> {
+    let events = renewal.decide(command, now)?;
+    Ok(events.iter().fold(renewal.clone(), |r, e| r.evolve(e)))
+}
+
+fn reject() -> RenewalCommand {
+    RenewalCommand::Reject {
+        reason: "missing CME certificate".into(),
+    }
+}
+
+fn cancel() -> RenewalCommand {
+    RenewalCommand::Cancel {
+        reason: "duplicate of another renewal".into(),
+    }
+}
+
+fn complete(item: &str) -> RenewalCommand {
+    RenewalCommand::CompleteItem {
+        item: item.to_owned(),
+    }
+}
+
+const OPEN_STATES: [RenewalStatus; 5] = [NotStarted, InProgress, Filed, UnderReview, Rejected];
+const CLOSED_STATES: [RenewalStatus; 3] = [Approved, Expired, Cancelled];
+
+/// The lifecycle of `DOMAIN.md`, written out independently of `allowed_next`.
+fn lifecycle(from: RenewalStatus) -> Vec<RenewalStatus> {
+    match from {
+        NotStarted => vec![InProgress, Expired, Cancelled],
+        InProgress => vec![Filed, Expired, Cancelled],
+        Filed => vec![UnderReview, Expired, Cancelled],
+        UnderReview => vec![Approved, Rejected, Expired, Cancelled],
+        Rejected => vec![InProgress, Expired, Cancelled],
+        Approved | Expired | Cancelled => vec![],
+    }
+}
+
+/// "from <state> it may go to: <allowed>", as every refusal must say.
+fn names_state_and_allowed(from: RenewalStatus) -> String {
+    let allowed = lifecycle(from);
+    let list = if allowed.is_empty() {
+        "none (it is closed)".to_owned()
+    } else {
+        allowed
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("from {from} it may go to: {list}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Initiation
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn initiating_a_renewal_records_its_credential_and_the_checklist_for_its_kind() {
+    let f = facts(CredentialKind::Dea, "CA", true);
+    let events = Renewal::default()
+        .decide(
+            &RenewalCommand::Initiate {
+                credential: f,
+                origin: Origin::Scan,
+            },
+            initiated_at(),
+        )
+        .expect("an empty renewal can be initiated");
+    assert_eq!(
+        events,
+        [RenewalEvent::RenewalInitiated {
+            credential_id: CREDENTIAL,
+            physician_id: PHYSICIAN,
+            kind: CredentialKind::Dea,
+            jurisdiction: state("CA"),
+            credential_expiry: expiry(),
+            checklist: checklist_for(&f),
+            origin: Origin::Scan,
+            at: initiated_at(),
+        }]
+    );
+    let renewal = given(&events);
+    assert_eq!(renewal.status, Some(NotStarted));
+    assert_eq!(renewal.credential_id, CREDENTIAL);
+    assert_eq!(renewal.physician_id, PHYSICIAN);
+    assert_eq!(renewal.kind, Some(CredentialKind::Dea));
+    assert_eq!(renewal.jurisdiction, Some(state("CA")));
+    assert_eq!(renewal.credential_expiry, Some(expiry()));
+    assert_eq!(renewal.origin, Some(Origin::Scan));
+    assert_eq!(renewal.initiated_at, Some(initiated_at()));
+    assert!(renewal.completed.is_empty());
+}
+
+#[test]
+fn a_renewal_is_initiated_only_once_whatever_its_state() {
+    for status in RenewalStatus::ALL {
+        let command = RenewalCommand::Initiate {
+            credential: licence(),
+            origin: Origin::Manual,
+        };
+        assert_eq!(
+            in_state(status).decide(&command, today()),
+            Err(RenewalError::AlreadyInitiated),
+            "initiate on a {status} renewal"
+        );
+    }
+}
+
+#[test]
+fn a_renewal_that_was_never_initiated_is_not_found_by_any_other_command() {
+    let commands = [
+        RenewalCommand::Start,
+        complete("submit"),
+        RenewalCommand::File,
+        RenewalCommand::BeginReview,
+        RenewalCommand::Approve { new_expiry: None },
+        reject(),
+        RenewalCommand::Resubmit,
+        RenewalCommand::Expire,
+        cancel(),
+    ];
+    for command in commands {
+        assert_eq!(
+            Renewal::default().decide(&command, after_expiry()),
+            Err(RenewalError::NotFound),
+            "{command:?}"
+        );
+    }
+    assert_eq!(Renewal::default().progress(), 0);
+    assert_eq!(Renewal::default().next_action(), None);
+    assert_eq!(Renewal::default().timeline(), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allowed transitions
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_not_started_renewal_can_be_started() {
+    let renewal = in_state(NotStarted);
+    let events = renewal
+        .decide(&RenewalCommand::Start, today())
+        .expect("start is allowed");
+    assert_eq!(events, [RenewalEvent::RenewalStarted { at: today() }]);
+    let renewal = renewal.evolve(&events[0]);
+    assert_eq!(renewal.status, Some(InProgress));
+    assert_eq!(renewal.started_at, Some(today()));
+}
+
+#[test]
+fn an_in_progress_renewal_can_be_filed_once_every_required_item_is_done() {
+    let renewal = in_state(InProgress);
+    assert!(renewal.open_required_items().is_empty());
+    let events = renewal
+        .decide(&RenewalCommand::File, today())
+        .expect("file is allowed");
+    assert_eq!(events, [RenewalEvent::RenewalFiled { at: today() }]);
+    let renewal = renewal.evolve(&events[0]);
+    assert_eq!(renewal.status, Some(Filed));
+    assert_eq!(renewal.filed_at, Some(today()));
+}
+
+#[test]
+fn renewal_cannot_be_filed_while_required_items_are_open() {
+    let f = licence();
+    let mut events = vec![initiated(&f), RenewalEvent::RenewalStarted { at: today() }];
+    events.push(completed("review_requirements"));
+    events.push(completed("complete_cme"));
+    let renewal = given(&events);
+    let open = vec![
+        "gather_documents".to_owned(),
+        "complete_application".to_owned(),
+        "malpractice_insurance".to_owned(),
+        "pay_fee".to_owned(),
+        "submit".to_owned(),
+    ];
+    let refused = renewal.decide(&RenewalCommand::File, today());
+    assert_eq!(
+        refused,
+        Err(RenewalError::RequiredItemsOpen {
+            items: open.clone()
+        })
+    );
+    let message = refused.expect_err("refused").to_string();
+    assert!(
+        message.contains(&open.join(", ")),
+        "message lists the open items in checklist order: {message}"
+    );
+}
+
+#[test]
+fn renewal_cannot_be_filed_with_a_single_required_item_open() {
+    let f = licence();
+    let mut events = vec![initiated(&f), RenewalEvent::RenewalStarted { at: today() }];
+    events.extend(
+        required_keys(&f)
+            .iter()
+            .filter(|k| *k != "submit")
+            .map(|k| completed(k)),
+    );
+    assert_eq!(
+        given(&events).decide(&RenewalCommand::File, today()),
+        Err(RenewalError::RequiredItemsOpen {
+            items: vec!["submit".into()]
+        })
+    );
+}
+
+#[test]
+fn optional_items_are_not_needed_to_file() {
+    for f in [
+        licence(),
+        facts(CredentialKind::Csr, "WA", false),
+        facts(CredentialKind::Dea, "TX", true),
+        facts(CredentialKind::Dea, "TX", false),
+    ] {
+        let mut events = vec![initiated(&f), RenewalEvent::RenewalStarted { at: today() }];
+        events.extend(all_required_completed(&f));
+        let renewal = given(&events);
+        assert!(
+            renewal
+                .checklist
+                .iter()
+                .filter(|i| !i.required)
+                .all(|i| !renewal.is_completed(&i.key)),
+            "optional items are still open"
+        );
+        assert!(
+            renewal.decide(&RenewalCommand::File, today()).is_ok(),
+            "{:?}",
+            f.kind
+        );
+    }
+}
+
+#[test]
+fn a_filed_renewal_can_go_under_review() {
+    let renewal = in_state(Filed);
+    let events = renewal
+        .decide(&RenewalCommand::BeginReview, today())
+        .expect("begin review is allowed");
+    assert_eq!(events, [RenewalEvent::RenewalReviewStarted { at: today() }]);
+    let renewal = renewal.evolve(&events[0]);
+    assert_eq!(renewal.status, Some(UnderReview));
+    assert_eq!(renewal.review_started_at, Some(today()));
+}
+
+#[test]
+fn a_renewal_under_review_can_be_approved() {
+    let renewal = in_state(UnderReview);
+    let command = RenewalCommand::Approve {
+        new_expiry: Some(date(2028, 7, 31)),
+    };
+    let events = renewal.decide(&command, today()).expect("approve is allowed");
+    assert_eq!(
+        events,
+        [RenewalEvent::RenewalApproved {
+            new_expiry: date(2028, 7, 31),
+            at: today(),
+        }]
+    );
+    let renewal = renewal.evolve(&events[0]);
+    assert_eq!(renewal.status, Some(Approved));
+    assert_eq!(renewal.approved_at, Some(today()));
+    assert_eq!(renewal.new_expiry, Some(date(2028, 7, 31)));
+}
+
+#[test]
+fn a_renewal_under_review_can_be_rejected_with_a_reason() {
+    let renewal = in_state(UnderReview);
+    let command = RenewalCommand::Reject {
+        reason: "  missing CME certificate \n".into(),
+    };
+    let events = renewal.decide(&command, today()).expect("reject is allowed");
+    assert_eq!(
+        events,
+        [RenewalEvent::RenewalRejected {
+            reason: "missing CME certificate".into(),
+            at: today(),
+        }],
+        "the reason is trimmed"
+    );
+    let renewal = renewal.evolve(&events[0]);
+    assert_eq!(renewal.status, Some(Rejected));
+    assert_eq!(renewal.rejected_at, Some(today()));
+    assert_eq!(
+        renewal.rejection_reason.as_deref(),
+        Some("missing CME certificate")
+    );
+}
+
+#[test]
+fn rejected_renewal_can_be_resubmitted() {
+    let renewal = in_state(Rejected);
+    let events = renewal
+        .decide(&RenewalCommand::Resubmit, today())
+        .expect("resubmit is allowed");
+    assert_eq!(events, [RenewalEvent::RenewalResubmitted { at: today() }]);
+    let renewal = renewal.evolve(&events[0]);
+    assert_eq!(renewal.status, Some(InProgress));
+    assert_eq!(renewal.resubmissions, 1);
+}
+
+#[test]
+fn starting_a_rejected_renewal_resubmits_it() {
+    let renewal = in_state(Rejected);
+    let events = renewal
+        .decide(&RenewalCommand::Start, today())
+        .expect("start is allowed on a rejected renewal");
+    assert_eq!(events, [RenewalEvent::RenewalResubmitted { at: today() }]);
+    let renewal = renewal.evolve(&events[0]);
+    assert_eq!(renewal.status, Some(InProgress));
+    assert_eq!(renewal.resubmissions, 1);
+}
+
+#[test]
+fn a_resubmitted_renewal_keeps_its_completed_items_and_can_be_filed_and_rejected_again() {
+    let mut renewal = in_state(Rejected);
+    for round in 1..=3 {
+        renewal = apply(&renewal, &RenewalCommand::Resubmit, today()).expect("resubmit");
+        assert_eq!(renewal.resubmissions, round);
+        assert!(renewal.open_required_items().is_empty());
+        renewal = apply(&renewal, &RenewalCommand::File, today()).expect("file again");
+        renewal = apply(&renewal, &RenewalCommand::BeginReview, today()).expect("review again");
+        renewal = apply(&renewal, &reject(), today()).expect("reject again");
+    }
+    renewal = apply(&renewal, &RenewalCommand::Start, today()).expect("start resubmits");
+    renewal = apply(&renewal, &RenewalCommand::File, today()).expect("file");
+    renewal = apply(&renewal, &RenewalCommand::BeginReview, today()).expect("review");
+    renewal = apply(&renewal, &RenewalCommand::Approve { new_expiry: None }, today())
+        .expect("approve");
+    assert_eq!(renewal.status, Some(Approved));
+    assert_eq!(renewal.resubmissions, 4);
+}
+
+#[test]
+fn every_open_renewal_expires_once_the_credential_expiry_has_passed() {
+    for status in OPEN_STATES {
+        let renewal = in_state(status);
+        let events = renewal
+            .decide(&RenewalCommand::Expire, after_expiry())
+            .unwrap_or_else(|e| panic!("a {status} renewal should expire: {e}"));
+        assert_eq!(events, [RenewalEvent::RenewalExpired { at: after_expiry() }]);
+        let renewal = renewal.evolve(&events[0]);
+        assert_eq!(renewal.status, Some(Expired), "from {status}");
+        assert_eq!(renewal.expired_at, Some(after_expiry()));
+    }
+}
+
+#[test]
+fn a_renewal_cannot_expire_until_the_day_after_the_expiry_date() {
+    let last_valid_moment = expiry()
+        .and_hms_opt(23, 59, 59)
+        .expect("a valid time")
+        .and_utc();
+    let first_expired_moment = (expiry() + days(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("a valid time")
+        .and_utc();
+    for status in OPEN_STATES {
+        let renewal = in_state(status);
+        for now in [today(), at(expiry()), last_valid_moment] {
+            let refused = renewal.decide(&RenewalCommand::Expire, now);
+            assert_eq!(
+                refused,
+                Err(RenewalError::NotYetExpired { expiry: expiry() }),
+                "a {status} renewal at {now}"
+            );
+            assert!(refused
+                .expect_err("refused")
+                .to_string()
+                .contains("2026-06-30"));
+        }
+        assert!(
+            renewal
+                .decide(&RenewalCommand::Expire, first_expired_moment)
+                .is_ok(),
+            "a {status} renewal expires at {first_expired_moment}"
+        );
+    }
+}
+
+#[test]
+fn every_open_renewal_can_be_cancelled_with_a_reason() {
+    for status in OPEN_STATES {
+        let renewal = in_state(status);
+        let events = renewal
+            .decide(&cancel(), today())
+            .unwrap_or_else(|e| panic!("a {status} renewal should cancel: {e}"));
+        assert_eq!(
+            events,
+            [RenewalEvent::RenewalCancelled {
+                reason: "duplicate of another renewal".into(),
+                at: today(),
+            }]
+        );
+        let renewal = renewal.evolve(&events[0]);
+        assert_eq!(renewal.status, Some(Cancelled), "from {status}");
+        assert_eq!(renewal.cancelled_at, Some(today()));
+        assert_eq!(
+            renewal.cancel_reason.as_deref(),
+            Some("duplicate of another renewal")
+        );
+    }
+}
+
+#[test]
+fn rejection_and_cancellation_need_a_reason_of_1_to_1000_characters() {
+    let bad = ["", "   ", "\n\t", &"x".repeat(1001)];
+    for reason in bad {
+        let reason = reason.to_owned();
+        assert_eq!(
+            in_state(UnderReview).decide(
+                &RenewalCommand::Reject {
+                    reason: reason.clone()
+                },
+                today()
+            ),
+            Err(RenewalError::InvalidReason)
+        );
+        assert_eq!(
+            in_state(InProgress).decide(&RenewalCommand::Cancel { reason }, today()),
+            Err(RenewalError::InvalidReason)
+        );
+    }
+    // 1000 characters (not bytes) is the limit, after trimming.
+    let longest = format!("  {}  ", "é".repeat(1000));
+    assert!(in_state(UnderReview)
+        .decide(
+            &RenewalCommand::Reject {
+                reason: longest.clone()
+            },
+            today()
+        )
+        .is_ok());
+    assert!(in_state(InProgress)
+        .decide(&RenewalCommand::Cancel { reason: longest }, today())
+        .is_ok());
+    assert!(RenewalError::InvalidReason.to_string().contains("reason"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refused transitions
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn allowed_next_is_exactly_the_documented_lifecycle() {
+    for status in RenewalStatus::ALL {
+        assert_eq!(status.allowed_next(), lifecycle(status).as_slice(), "{status}");
+        assert_eq!(status.is_open(), !lifecycle(status).is_empty(), "{status}");
+    }
+    assert_eq!(
+        RenewalStatus::ALL
+            .iter()
+            .filter(|s| s.is_open())
+            .copied()
+            .collect::<Vec<_>>(),
+        OPEN_STATES
+    );
+}
+
+/// Every transition command, with the state it asks for.
+fn transition_commands() -> Vec<(RenewalCommand, RenewalStatus)> {
+    vec![
+        (RenewalCommand::Start, InProgress),
+        (RenewalCommand::File, Filed),
+        (RenewalCommand::BeginReview, UnderReview),
+        (RenewalCommand::Approve { new_expiry: None }, Approved),
+        (reject(), Rejected),
+        (RenewalCommand::Resubmit, InProgress),
+        (RenewalCommand::Expire, Expired),
+        (cancel(), Cancelled),
+    ]
+}
+
+/// Which (state, command) pairs the lifecycle allows: every arrow of `DOMAIN.md`, plus `Start`
+/// on a rejected renewal (which resubmits it). `Resubmit` is only for rejected renewals.
+fn command_allowed(from: RenewalStatus, command: &RenewalCommand) -> bool {
+    use RenewalCommand as C;
+    match command {
+        C::Resubmit => from == Rejected,
+        C::Start => matches!(from, NotStarted | Rejected),
+        C::File => from == InProgress,
+        C::BeginReview => from == Filed,
+        C::Approve { .. } | C::Reject { .. } => from == UnderReview,
+        C::Expire | C::Cancel { .. } => from.is_open(),
+        C::Initiate { .. } | C::CompleteItem { .. } => false,
+    }
+}
+
+#[test]
+fn every_state_and_transition_command_is_allowed_or_refused_naming_the_state_and_its_options() {
+    let mut allowed = 0;
+    let mut refused = 0;
+    for from in RenewalStatus::ALL {
+        let renewal = in_state(from);
+        for (command, to) in transition_commands() {
+            // After the expiry date, so that `Expire` is decided on the state alone.
+            let decided = renewal.decide(&command, after_expiry());
+            if command_allowed(from, &command) {
+                allowed += 1;
+                assert!(
+                    lifecycle(from).contains(&to),
+                    "the test's table allows {from} → {to}"
+                );
+                let events =
+                    decided.unwrap_or_else(|e| panic!("{command:?} on {from} was refused: {e}"));
+                let after = events.iter().fold(renewal.clone(), |r, e| r.evolve(e));
+                assert_eq!(after.status, Some(to), "{command:?} on {from}");
+                assert_eq!(after, fold(history(from).iter().chain(&events)));
+            } else {
+                refused += 1;
+                let error = decided.expect_err("refused");
+                let expected = match command {
+                    RenewalCommand::Resubmit => RenewalError::NotRejected { status: from },
+                    _ => RenewalError::TransitionRefused { from, to },
+                };
+                assert_eq!(error, expected, "{command:?} on {from}");
+                let message = error.to_string();
+                assert!(
+                    message.contains(&names_state_and_allowed(from)),
+                    "{command:?} on {from}: {message:?} should say {:?}",
+                    names_state_and_allowed(from)
+                );
+            }
+        }
+    }
+    assert_eq!((allowed, refused), (17, 47));
+}
+
+#[test]
+fn a_refused_transition_says_where_the_renewal_is_and_where_it_may_go() {
+    assert_eq!(
+        in_state(NotStarted)
+            .decide(&RenewalCommand::File, today())
+            .map_err(|e| e.to_string()),
+        Err("a renewal cannot go from not_started to filed; from not_started it may go to: \
+             in_progress, expired, cancelled"
+            .to_owned())
+    );
+    assert_eq!(
+        in_state(Approved)
+            .decide(&cancel(), today())
+            .map_err(|e| e.to_string()),
+        Err(
+            "a renewal cannot go from approved to cancelled; from approved it may go to: \
+             none (it is closed)"
+                .to_owned()
+        )
+    );
+}
+
+#[test]
+fn renewal_cannot_be_approved_or_rejected_before_review() {
+    for from in [NotStarted, InProgress, Filed, Rejected] {
+        assert_eq!(
+            in_state(from).decide(&RenewalCommand::Approve { new_expiry: None }, today()),
+            Err(RenewalError::TransitionRefused { from, to: Approved })
+        );
+        assert_eq!(
+            in_state(from).decide(&reject(), today()),
+            Err(RenewalError::TransitionRefused { from, to: Rejected })
+        );
+    }
+}
+
+#[test]
+fn only_a_rejected_renewal_can_be_resubmitted() {
+    for status in RenewalStatus::ALL
+        .into_iter()
+        .filter(|s| *s != Rejected)
+    {
+        let refused = in_state(status).decide(&RenewalCommand::Resubmit, today());
+        assert_eq!(refused, Err(RenewalError::NotRejected { status }));
+        let message = refused.expect_err("refused").to_string();
+        assert!(message.contains("only a rejected renewal can be resubmitted"));
+        assert!(message.contains(&format!("it is {status}")), "{message}");
+        assert!(
+            message.contains(&names_state_and_allowed(status)),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_refused_resubmission_of_a_not_started_renewal_does_not_contradict_itself() {
+    // in_progress *is* allowed from not_started (by Start); the refusal must not claim otherwise.
+    let message = in_state(NotStarted)
+        .decide(&RenewalCommand::Resubmit, today())
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        !message.contains("cannot go from not_started to in_progress"),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_expiry_check_comes_after_the_state_check() {
+    // A closed renewal is refused as closed, not as "not yet expired".
+    for from in CLOSED_STATES {
+        assert_eq!(
+            in_state(from).decide(&RenewalCommand::Expire, today()),
+            Err(RenewalError::TransitionRefused { from, to: Expired })
+        );
+    }
+}
+
+#[test]
+fn a_closed_renewal_refuses_every_command() {
+    let commands = [
+        RenewalCommand::Initiate {
+            credential: licence(),
+            origin: Origin::Scan,
+        },
+        RenewalCommand::Start,
+        complete("submit"),
+        complete("background_check"),
+        RenewalCommand::File,
+        RenewalCommand::BeginReview,
+        RenewalCommand::Approve { new_expiry: None },
+        reject(),
+        RenewalCommand::Resubmit,
+        RenewalCommand::Expire,
+        cancel(),
+    ];
+    for status in CLOSED_STATES {
+        let renewal = in_state(status);
+        for command in &commands {
+            assert!(
+                renewal.decide(command, after_expiry()).is_err(),
+                "{command:?} on a {status} renewal"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checklists
+// ---------------------------------------------------------------------------------------------
+
+/// (key, required, days before expiry it is due, fee in cents)
+type Expected = (&'static str, bool, Option<i64>, Option<i64>);
+
+fn assert_checklist(checklist: &[ChecklistItem], expected: &[Expected]) {
+    let actual: Vec<Expected> = checklist
+        .iter()
+        .map(|i| {
+            let key: &'static str = expected
+                .iter()
+                .find(|e| e.0 == i.key)
+                .map(|e| e.0)
+                .unwrap_or_else(|| panic!("unexpected item {:?}", i.key));
+            (
+                key,
+                i.required,
+                i.due.map(|d| (expiry() - d).num_days()),
+                i.fee_cents,
+            )
+        })
+        .collect();
+    assert_eq!(actual, expected);
+    for item in checklist {
+        assert!(!item.title.trim().is_empty(), "{} has a title", item.key);
+    }
+}
+
+#[test]
+fn licence_checklist_has_seven_required_items_and_an_optional_background_check() {
+    assert_checklist(
+        &checklist_for(&licence()),
+        &[
+            ("review_requirements", true, Some(75), None),
+            ("gather_documents", true, Some(60), None),
+            ("complete_cme", true, Some(60), None),
+            ("complete_application", true, Some(30), None),
+            ("malpractice_insurance", true, Some(30), None),
+            ("pay_fee", true, Some(30), None),
+            ("submit", true, Some(30), None),
+            ("background_check", false, None, None),
+        ],
+    );
+}
+
+#[test]
+fn dea_checklist_asks_to_verify_the_state_csr_when_the_physician_holds_one() {
+    assert_checklist(
+        &checklist_for(&facts(CredentialKind::Dea, "TX", true)),
+        &[
+            ("review_requirements", true, Some(75), None),
+            ("gather_documents", true, Some(60), None),
+            ("dea_form_224a", true, Some(30), None),
+            ("state_license_active", true, Some(30), None),
+            ("state_csr_current", true, Some(30), None),
+            ("pay_fee", true, Some(30), Some(88_800)),
+            ("submit_online", true, Some(30), None),
+            ("submit", true, Some(30), None),
+        ],
+    );
+}
+
+#[test]
+fn dea_checklist_has_no_state_csr_item_when_the_physician_holds_none() {
+    assert_checklist(
+        &checklist_for(&facts(CredentialKind::Dea, "WA", false)),
+        &[
+            ("review_requirements", true, Some(75), None),
+            ("gather_documents", true, Some(60), None),
+            ("dea_form_224a", true, Some(30), None),
+            ("state_license_active", true, Some(30), None),
+            ("pay_fee", true, Some(30), Some(88_800)),
+            ("submit_online", true, Some(30), None),
+            ("submit", true, Some(30), None),
+        ],
+    );
+}
+
+#[test]
+fn csr_checklist_has_annual_mate_training_and_an_optional_prescribing_course() {
+    assert_checklist(
+        &checklist_for(&facts(CredentialKind::Csr, "NY", false)),
+        &[
+            ("review_requirements", true, Some(75), None),
+            ("gather_documents", true, Some(60), None),
+            ("state_application", true, Some(30), None),
+            ("mate_training", true, Some(60), None),
+            ("pay_fee", true, Some(30), None),
+            ("sign_attestation", true, Some(30), None),
+            ("submit", true, Some(30), None),
+            ("prescribing_course", false, None, None),
+        ],
+    );
+}
+
+#[test]
+fn the_dea_fee_is_888_dollars_and_the_only_known_fee() {
+    assert_eq!(DEA_FEE_CENTS, 88_800);
+    for kind in CredentialKind::ALL {
+        for has_state_csr in [false, true] {
+            for item in checklist_for(&facts(kind, "TX", has_state_csr)) {
+                let expected = (kind == CredentialKind::Dea && item.key == "pay_fee")
+                    .then_some(DEA_FEE_CENTS);
+                assert_eq!(item.fee_cents, expected, "{kind} {}", item.key);
+            }
+        }
+    }
+}
+
+#[test]
+fn holding_a_state_csr_only_changes_the_dea_checklist() {
+    for kind in [CredentialKind::License, CredentialKind::Csr] {
+        assert_eq!(
+            checklist_for(&facts(kind, "TX", true)),
+            checklist_for(&facts(kind, "TX", false)),
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn checklist_keys_are_unique_and_due_dates_follow_the_expiry() {
+    for kind in CredentialKind::ALL {
+        for has_state_csr in [false, true] {
+            let early = facts(kind, "FL", has_state_csr);
+            let late = CredentialFacts {
+                expiry: early.expiry + days(400),
+                ..early
+            };
+            let (a, b) = (checklist_for(&early), checklist_for(&late));
+            let mut keys: Vec<_> = a.iter().map(|i| i.key.as_str()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            assert_eq!(keys.len(), a.len(), "{kind}: keys are unique");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.key, y.key);
+                assert_eq!(x.due.map(|d| d + days(400)), y.due, "{kind} {}", x.key);
+                assert!(x.due.is_none_or(|d| d < early.expiry));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completing checklist items
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn completing_an_item_on_a_not_started_renewal_also_starts_it() {
+    let renewal = in_state(NotStarted);
+    let events = renewal
+        .decide(&complete("gather_documents"), today())
+        .expect("completing starts the renewal");
+    assert_eq!(
+        events,
+        [
+            RenewalEvent::RenewalStarted { at: today() },
+            RenewalEvent::ChecklistItemCompleted {
+                item: "gather_documents".into(),
+                at: today(),
+            },
+        ]
+    );
+    let renewal = events.iter().fold(renewal, |r, e| r.evolve(e));
+    assert_eq!(renewal.status, Some(InProgress));
+    assert_eq!(renewal.started_at, Some(today()));
+    assert_eq!(
+        renewal.completed,
+        [("gather_documents".to_owned(), today())]
+    );
+}
+
+#[test]
+fn completing_an_item_on_an_in_progress_renewal_only_completes_it() {
+    let renewal = given(&[
+        initiated(&licence()),
+        RenewalEvent::RenewalStarted { at: today() },
+    ]);
+    assert_eq!(
+        renewal.decide(&complete("background_check"), today()),
+        Ok(vec![RenewalEvent::ChecklistItemCompleted {
+            item: "background_check".into(),
+            at: today(),
+        }])
+    );
+}
+
+#[test]
+fn a_rejected_renewal_still_accepts_checklist_items_and_stays_rejected() {
+    let renewal = in_state(Rejected);
+    let after = apply(&renewal, &complete("background_check"), today()).expect("allowed");
+    assert_eq!(after.status, Some(Rejected));
+    assert!(after.is_completed("background_check"));
+}
+
+#[test]
+fn completing_an_unknown_item_is_refused() {
+    let renewal = in_state(InProgress);
+    for item in ["dea_form_224a", "SUBMIT", "", "submit "] {
+        let refused = renewal.decide(&complete(item), today());
+        assert_eq!(
+            refused,
+            Err(RenewalError::UnknownItem { item: item.into() }),
+            "a licence has no item {item:?}"
+        );
+        assert!(refused
+            .expect_err("refused")
+            .to_string()
+            .contains(&format!("{item:?}")));
+    }
+    // A not-started renewal is not started by an unknown item.
+    assert_eq!(
+        in_state(NotStarted).decide(&complete("nope"), today()),
+        Err(RenewalError::UnknownItem {
+            item: "nope".into()
+        })
+    );
+}
+
+#[test]
+fn an_unknown_item_is_named_in_the_error_but_cut_to_64_characters() {
+    let long = "x".repeat(500);
+    assert_eq!(
+        in_state(InProgress).decide(&complete(&long), today()),
+        Err(RenewalError::UnknownItem {
+            item: "x".repeat(64)
+        })
+    );
+}
+
+#[test]
+fn an_item_cannot_be_completed_twice() {
+    let renewal = given(&[
+        initiated(&licence()),
+        RenewalEvent::RenewalStarted { at: today() },
+        completed("complete_cme"),
+    ]);
+    let refused = renewal.decide(&complete("complete_cme"), today());
+    assert_eq!(
+        refused,
+        Err(RenewalError::ItemAlreadyComplete {
+            item: "complete_cme".into()
+        })
+    );
+    assert!(refused
+        .expect_err("refused")
+        .to_string()
+        .contains("complete_cme"));
+}
+
+#[test]
+fn a_repeated_completion_event_is_recorded_once() {
+    let renewal = given(&[
+        initiated(&licence()),
+        RenewalEvent::RenewalStarted { at: today() },
+        completed("complete_cme"),
+        RenewalEvent::ChecklistItemCompleted {
+            item: "complete_cme".into(),
+            at: today() + days(1),
+        },
+    ]);
+    assert_eq!(renewal.completed, [("complete_cme".to_owned(), today())]);
+}
+
+#[test]
+fn checklist_items_cannot_be_completed_once_filed_or_closed() {
+    for status in [Filed, UnderReview, Approved, Expired, Cancelled] {
+        let refused = in_state(status).decide(&complete("background_check"), today());
+        assert_eq!(refused, Err(RenewalError::ChecklistClosed { status }));
+        assert!(refused
+            .expect_err("refused")
+            .to_string()
+            .contains(&format!("it is {status}")));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approval and the new expiry
+// ---------------------------------------------------------------------------------------------
+
+fn approved_by_default(kind: CredentialKind, jurisdiction: &str, expiry: NaiveDate) -> NaiveDate {
+    let f = CredentialFacts {
+        expiry,
+        ..facts(kind, jurisdiction, false)
+    };
+    let mut events = vec![initiated(&f), RenewalEvent::RenewalStarted { at: today() }];
+    events.extend(all_required_completed(&f));
+    events.push(RenewalEvent::RenewalFiled { at: today() });
+    events.push(RenewalEvent::RenewalReviewStarted { at: today() });
+    let decided = given(&events)
+        .decide(&RenewalCommand::Approve { new_expiry: None }, today())
+        .expect("approve");
+    match decided.as_slice() {
+        [RenewalEvent::RenewalApproved { new_expiry, .. }] => *new_expiry,
+        other => panic!("unexpected events {other:?}"),
+    }
+}
+
+#[test]
+fn approval_defaults_the_new_expiry_to_the_next_cycle() {
+    let e = expiry();
+    assert_eq!(
+        approved_by_default(CredentialKind::Dea, "TX", e),
+        date(2029, 6, 30),
+        "DEA: 3 years"
+    );
+    assert_eq!(
+        approved_by_default(CredentialKind::License, "TX", e),
+        date(2028, 6, 30),
+        "licence: 2 years"
+    );
+    for code in jurisdiction::ALL {
+        let annual = jurisdiction::ANNUAL_CSR.contains(&code);
+        let expected = if annual {
+            date(2027, 6, 30)
+        } else {
+            date(2028, 6, 30)
+        };
+        assert_eq!(
+            approved_by_default(CredentialKind::Csr, code, e),
+            expected,
+            "CSR in {code}"
+        );
+        // Licences and DEA registrations do not depend on the state.
+        assert_eq!(
+            approved_by_default(CredentialKind::License, code, e),
+            date(2028, 6, 30)
+        );
+        assert_eq!(
+            approved_by_default(CredentialKind::Dea, code, e),
+            date(2029, 6, 30)
+        );
+    }
+}
+
+#[test]
+fn annual_csr_states_are_the_ten_documented_ones() {
+    let mut annual: Vec<_> = jurisdiction::ALL
+        .into_iter()
+        .filter(|c| state(c).csr_is_annual())
+        .collect();
+    annual.sort_unstable();
+    assert_eq!(
+        annual,
+        ["CA", "FL", "GA", "IL", "MI", "NC", "NY", "OH", "PA", "TX"]
+    );
+}
+
+#[test]
+fn the_next_cycle_from_the_end_of_february_stays_in_february() {
+    assert_eq!(
+        approved_by_default(CredentialKind::Csr, "CA", date(2028, 2, 29)),
+        date(2029, 2, 28)
+    );
+    assert_eq!(
+        approved_by_default(CredentialKind::License, "WA", date(2028, 2, 29)),
+        date(2030, 2, 28)
+    );
+}
+
+#[test]
+fn approval_refuses_a_new_expiry_that_is_not_after_the_current_one() {
+    for new_expiry in [expiry(), expiry() - days(1), date(2020, 1, 1)] {
+        let refused = in_state(UnderReview).decide(
+            &RenewalCommand::Approve {
+                new_expiry: Some(new_expiry),
+            },
+            today(),
+        );
+        assert_eq!(
+            refused,
+            Err(RenewalError::NewExpiryNotLater {
+                expiry: expiry(),
+                new_expiry,
+            })
+        );
+        let message = refused.expect_err("refused").to_string();
+        assert!(message.contains(&new_expiry.to_string()) && message.contains("2026-06-30"));
+    }
+    assert!(in_state(UnderReview)
+        .decide(
+            &RenewalCommand::Approve {
+                new_expiry: Some(expiry() + days(1))
+            },
+            today()
+        )
+        .is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress and next action
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn progress_per_state() {
+    let expected = [
+        (NotStarted, 0),
+        (InProgress, 70),
+        (Filed, 75),
+        (UnderReview, 90),
+        (Approved, 100),
+        (Rejected, 70),
+        (Expired, 0),
+        (Cancelled, 0),
+    ];
+    for (status, progress) in expected {
+        assert_eq!(in_state(status).progress(), progress, "{status}");
+    }
+}
+
+#[test]
+fn in_progress_counts_ten_plus_sixty_times_the_share_of_required_items_done() {
+    let f = licence();
+    let mut renewal = given(&[initiated(&f), RenewalEvent::RenewalStarted { at: today() }]);
+    assert_eq!(renewal.progress(), 10);
+    renewal = renewal.evolve(&completed("background_check"));
+    assert_eq!(renewal.progress(), 10, "optional items do not count");
+    let required = required_keys(&f);
+    assert_eq!(required.len(), 7);
+    let expected = [18, 27, 35, 44, 52, 61, 70];
+    for (key, progress) in required.iter().zip(expected) {
+        renewal = renewal.evolve(&completed(key));
+        assert_eq!(renewal.progress(), progress, "after {key}");
+        assert!(renewal.progress() < 75, "below filed");
+    }
+}
+
+#[test]
+fn a_rejected_renewal_counts_progress_like_an_in_progress_one() {
+    let rejected = in_state(Rejected);
+    let resubmitted = apply(&rejected, &RenewalCommand::Resubmit, today()).expect("resubmit");
+    assert_eq!(rejected.progress(), resubmitted.progress());
+}
+
+#[test]
+fn a_not_started_renewal_shows_no_progress_even_with_items_done() {
+    // Only reachable through old events, but progress follows the status.
+    let renewal = given(&[initiated(&licence()), completed("complete_cme")]);
+    assert_eq!(renewal.status, Some(NotStarted));
+    assert_eq!(renewal.progress(), 0);
+}
+
+#[test]
+fn next_action_per_state() {
+    let expected = [
+        (NotStarted, Some("Begin renewal application")),
+        (InProgress, Some("Complete renewal application")),
+        (Filed, Some("Await state board review")),
+        (UnderReview, Some("Respond to any board inquiries")),
+        (Approved, None),
+        (Rejected, Some("Review rejection and resubmit")),
+        (
+            Expired,
+            Some("Credential has expired - immediate action required"),
+        ),
+        (Cancelled, None),
+    ];
+    for (status, action) in expected {
+        assert_eq!(status.next_action(), action, "{status}");
+        assert_eq!(in_state(status).next_action(), action, "{status}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeline
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn timeline_counts_back_from_the_expiry_and_estimates_review_a_week_after_filing() {
+    let filed_late_at_night = date(2026, 5, 10)
+        .and_hms_opt(23, 30, 0)
+        .expect("a valid time")
+        .and_utc();
+    let mut events = history(InProgress);
+    events.push(RenewalEvent::RenewalFiled {
+        at: filed_late_at_night,
+    });
+    let timeline = given(&events).timeline().expect("an initiated renewal");
+    assert_eq!(timeline.work_starts, Some(date(2026, 4, 1)), "90 days before");
+    assert_eq!(
+        timeline.application_window_opens,
+        Some(date(2026, 5, 1)),
+        "60 days before"
+    );
+    assert_eq!(
+        timeline.application_window_closes,
+        Some(date(2026, 5, 31)),
+        "30 days before"
+    );
+    assert_eq!(timeline.final_deadline, expiry());
+    assert_eq!(timeline.initiated_at, initiated_at());
+    assert_eq!(timeline.started_at, Some(today()));
+    assert_eq!(timeline.filed_at, Some(filed_late_at_night));
+    assert_eq!(
+        timeline.estimated_review_complete,
+        Some(date(2026, 5, 17)),
+        "filed date + 7 days"
+    );
+    assert_eq!(timeline.review_started_at, None);
+    assert_eq!(timeline.approved_at, None);
+}
+
+#[test]
+fn timeline_has_no_review_estimate_before_filing() {
+    for status in [NotStarted, Cancelled] {
+        let timeline = in_state(status).timeline().expect("an initiated renewal");
+        assert_eq!(timeline.filed_at, None);
+        assert_eq!(timeline.estimated_review_complete, None);
+    }
+}
+
+#[test]
+fn timeline_records_when_each_step_happened() {
+    let approved = in_state(Approved).timeline().expect("timeline");
+    assert_eq!(approved.filed_at, Some(today()));
+    assert_eq!(
+        approved.estimated_review_complete,
+        Some(today().date_naive() + days(7))
+    );
+    assert_eq!(approved.review_started_at, Some(today()));
+    assert_eq!(approved.approved_at, Some(today()));
+    let rejected = in_state(Rejected).timeline().expect("timeline");
+    assert_eq!(rejected.rejected_at, Some(today()));
+    assert_eq!(rejected.approved_at, None);
+    let expired = in_state(Expired).timeline().expect("timeline");
+    assert_eq!(expired.expired_at, Some(after_expiry()));
+    let cancelled = in_state(Cancelled).timeline().expect("timeline");
+    assert_eq!(cancelled.cancelled_at, Some(today()));
+}
+
+#[test]
+fn a_refiled_renewal_estimates_review_from_the_latest_filing() {
+    let rejected = in_state(Rejected);
+    let refiled_at = today() + days(20);
+    let renewal = apply(&rejected, &RenewalCommand::Resubmit, refiled_at).expect("resubmit");
+    let renewal = apply(&renewal, &RenewalCommand::File, refiled_at).expect("file");
+    let timeline = renewal.timeline().expect("timeline");
+    assert_eq!(timeline.filed_at, Some(refiled_at));
+    assert_eq!(
+        timeline.estimated_review_complete,
+        Some(refiled_at.date_naive() + days(7))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statuses and stored events
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn statuses_have_stable_snake_case_names() {
+    let names = [
+        "not_started",
+        "in_progress",
+        "filed",
+        "under_review",
+        "approved",
+        "rejected",
+        "expired",
+        "cancelled",
+    ];
+    for (status, name) in RenewalStatus::ALL.into_iter().zip(names) {
+        assert_eq!(status.as_str(), name);
+        assert_eq!(status.to_string(), name);
+        assert_eq!(RenewalStatus::parse(name), Some(status));
+        assert_eq!(
+            serde_json::to_value(status).expect("serializes"),
+            serde_json::json!(name)
+        );
+    }
+    assert_eq!(RenewalStatus::parse("InProgress"), None);
+}
+
+#[test]
+fn events_are_stored_as_type_and_data() {
+    let event = RenewalEvent::RenewalRejected {
+        reason: "missing CME certificate".into(),
+        at: today(),
+    };
+    let json = serde_json::to_value(&event).expect("serializes");
+    assert_eq!(json["type"], "RenewalRejected");
+    assert_eq!(json["data"]["reason"], "missing CME certificate");
+    for event in history(Approved) {
+        let json = serde_json::to_string(&event).expect("serializes");
+        let back: RenewalEvent = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, event);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    /// Every key any checklist has, plus keys no checklist has.
+    const ITEM_KEYS: [&str; 20] = [
+        "review_requirements",
+        "gather_documents",
+        "complete_cme",
+        "complete_application",
+        "malpractice_insurance",
+        "pay_fee",
+        "submit",
+        "background_check",
+        "dea_form_224a",
+        "state_license_active",
+        "state_csr_current",
+        "submit_online",
+        "state_application",
+        "mate_training",
+        "sign_attestation",
+        "prescribing_course",
+        "not_an_item",
+        "",
+        "SUBMIT",
+        "pay_fee ",
+    ];
+
+    fn credential_facts() -> impl Strategy<Value = CredentialFacts> {
+        (
+            select(CredentialKind::ALL.to_vec()),
+            select(jurisdiction::ALL.to_vec()),
+            any::<bool>(),
+            0i64..2000,
+        )
+            .prop_map(|(kind, code, has_state_csr, offset)| CredentialFacts {
+                credential_id: CREDENTIAL,
+                physician_id: PHYSICIAN,
+                kind,
+                jurisdiction: state(code),
+                expiry: date(2025, 1, 1) + days(offset),
+                has_state_csr,
+            })
+    }
+
+    fn reason() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => Just("missing CME certificate".to_owned()),
+            1 => Just(String::new()),
+            1 => Just("   ".to_owned()),
+            1 => Just("x".repeat(1001)),
+            1 => "[ a-z]{0,12}",
+        ]
+    }
+
+    fn command() -> impl Strategy<Value = RenewalCommand> {
+        use RenewalCommand as C;
+        prop_oneof![
+            3 => Just(C::Start),
+            12 => select(ITEM_KEYS.to_vec()).prop_map(|k| C::CompleteItem { item: k.to_owned() }),
+            3 => Just(C::File),
+            3 => Just(C::BeginReview),
+            3 => prop::option::of(-400i64..1200).prop_map(|offset| C::Approve {
+                // Relative to the expiry the strategy for facts may produce; see `credential_facts`.
+                new_expiry: offset.map(|o| date(2026, 6, 1) + days(o)),
+            }),
+            2 => reason().prop_map(|reason| C::Reject { reason }),
+            2 => Just(C::Resubmit),
+            2 => Just(C::Expire),
+            1 => reason().prop_map(|reason| C::Cancel { reason }),
+            1 => credential_facts().prop_map(|credential| C::Initiate {
+                credential,
+                origin: Origin::Manual,
+            }),
+        ]
+    }
+
+    /// A command and how far the clock moves (in hours) before it is decided.
+    fn steps() -> impl Strategy<Value = Vec<(RenewalCommand, i64)>> {
+        prop::collection::vec((command(), 0i64..96), 0..60)
+    }
+
+    /// Every command kind, for checking that a closed renewal refuses them all.
+    fn every_command(renewal: &Renewal) -> Vec<RenewalCommand> {
+        let mut commands: Vec<RenewalCommand> = renewal
+            .checklist
+            .iter()
+            .map(|i| complete(&i.key))
+            .collect();
+        commands.extend([
+            RenewalCommand::Start,
+            RenewalCommand::File,
+            RenewalCommand::BeginReview,
+            RenewalCommand::Approve { new_expiry: None },
+            RenewalCommand::Approve {
+                new_expiry: Some(date(2100, 1, 1)),
+            },
+            reject(),
+            RenewalCommand::Resubmit,
+            RenewalCommand::Expire,
+            cancel(),
+            RenewalCommand::Initiate {
+                credential: licence(),
+                origin: Origin::Manual,
+            },
+        ]);
+        commands
+    }
+
+    fn check_derived_views(renewal: &Renewal) {
+        let status = renewal.status.expect("initiated");
+        let progress = renewal.progress();
+        match status {
+            NotStarted | Expired | Cancelled => assert_eq!(progress, 0, "{status}"),
+            InProgress | Rejected => {
+                assert!((10..=70).contains(&progress), "{status}: {progress}");
+                let required = renewal.checklist.iter().filter(|i| i.required).count();
+                let done = required - renewal.open_required_items().len();
+                assert_eq!(usize::from(progress), 10 + 60 * done / required);
+            }
+            Filed => assert_eq!(progress, 75),
+            UnderReview => assert_eq!(progress, 90),
+            Approved => assert_eq!(progress, 100),
+        }
+        assert_eq!(
+            renewal.next_action().is_none(),
+            matches!(status, Approved | Cancelled),
+            "{status}"
+        );
+        assert_eq!(renewal.next_action(), status.next_action());
+        // Completed items are checklist items, each once.
+        for (i, (key, _)) in renewal.completed.iter().enumerate() {
+            assert!(renewal.checklist.iter().any(|c| &c.key == key), "{key}");
+            assert!(
+                renewal.completed[..i].iter().all(|(k, _)| k != key),
+                "{key} twice"
+            );
+        }
+        let timeline = renewal.timeline().expect("an initiated renewal has one");
+        assert_eq!(
+            timeline.estimated_review_complete,
+            renewal.filed_at.map(|t| t.date_naive() + days(7))
+        );
+        assert_eq!(timeline.final_deadline, renewal.credential_expiry.expect("expiry"));
+    }
+
+    /// The status a successful command must lead to.
+    fn target(command: &RenewalCommand, from: RenewalStatus) -> RenewalStatus {
+        use RenewalCommand as C;
+        match command {
+            C::Initiate { .. } => NotStarted,
+            C::Start | C::Resubmit => InProgress,
+            C::CompleteItem { .. } if from == NotStarted => InProgress,
+            C::CompleteItem { .. } => from,
+            C::File => Filed,
+            C::BeginReview => UnderReview,
+            C::Approve { .. } => Approved,
+            C::Reject { .. } => Rejected,
+            C::Expire => Expired,
+            C::Cancel { .. } => Cancelled,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_command_sequence_keeps_the_renewal_invariants(
+            facts in credential_facts(),
+            lead_days in -10i64..150,
+            steps in steps(),
+        ) {
+            let mut now = at(facts.expiry) - days(lead_days);
+            let mut accepted = Renewal::default()
+                .decide(&RenewalCommand::Initiate { credential: facts, origin: Origin::Scan }, now)
+                .expect("an empty renewal can be initiated");
+            let mut renewal: Renewal = fold(&accepted);
+            prop_assert_eq!(renewal.checklist.clone(), checklist_for(&facts));
+            check_derived_views(&renewal);
+
+            for (command, hours) in steps {
+                now += Duration::hours(hours);
+                let before = renewal.clone();
+                let from = before.status.expect("initiated");
+                let decided = renewal.decide(&command, now);
+                // Deciding is a pure function of state, command and time.
+                prop_assert_eq!(&decided, &renewal.decide(&command, now));
+                match decided {
+                    Ok(events) => {
+                        // (d) a closed renewal accepts nothing.
+                        prop_assert!(from.is_open(), "{:?} accepted on a {} renewal", command, from);
+                        prop_assert!(!events.is_empty());
+                        // (c) every status change is one the previous status allows.
+                        let mut state = renewal.clone();
+                        for event in &events {
+                            let previous = state.status.expect("initiated");
+                            state = state.evolve(event);
+                            let next = state.status.expect("initiated");
+                            if next != previous {
+                                prop_assert!(
+                                    previous.allowed_next().contains(&next),
+                                    "{} → {} by {:?}", previous, next, event
+                                );
+                            }
+                            // Stored events read back as written.
+                            let json = serde_json::to_string(event).expect("serializes");
+                            let back: RenewalEvent = serde_json::from_str(&json).expect("deserializes");
+                            prop_assert_eq!(&back, event);
+                        }
+                        prop_assert_eq!(state.status, Some(target(&command, from)), "{:?}", command);
+                        // (f) filing needs every required item done.
+                        if state.status == Some(Filed) {
+                            prop_assert!(state.open_required_items().is_empty());
+                        }
+                        if matches!(command, RenewalCommand::Expire) {
+                            prop_assert!(now.date_naive() > facts.expiry);
+                        }
+                        accepted.extend(events);
+                        renewal = state;
+                    }
+                    Err(error) => {
+                        // (e) a refusal changes nothing.
+                        prop_assert_eq!(&renewal, &before);
+                        let message = error.to_string();
+                        prop_assert!(!message.is_empty());
+                        match &error {
+                            RenewalError::TransitionRefused { from: f, to } => {
+                                prop_assert_eq!(*f, from);
+                                prop_assert!(!from.allowed_next().contains(to) || *f != from);
+                                prop_assert!(message.contains(&names_state_and_allowed(from)), "{}", message);
+                            }
+                            RenewalError::NotRejected { status } => {
+                                prop_assert_eq!(*status, from);
+                                prop_assert!(message.contains(&names_state_and_allowed(from)), "{}", message);
+                            }
+                            RenewalError::NotYetExpired { expiry } => {
+                                prop_assert_eq!(*expiry, facts.expiry);
+                                prop_assert!(now.date_naive() <= facts.expiry);
+                            }
+                            RenewalError::NotFound => prop_assert!(false, "an initiated renewal is found"),
+                            _ => {}
+                        }
+                    }
+                }
+                // (a) the state is explained by its events.
+                prop_assert_eq!(&renewal, &fold::<Renewal>(&accepted));
+                // (b) progress and next action follow the status.
+                check_derived_views(&renewal);
+                // (d) once closed, every command is refused, whenever it comes.
+                if !renewal.status.expect("initiated").is_open() {
+                    for command in every_command(&renewal) {
+                        for later in [now, now + days(1000)] {
+                            prop_assert!(
+                                renewal.decide(&command, later).is_err(),
+                                "{:?} accepted on a closed renewal", command
+                            );
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn the_checklist_and_timeline_follow_the_credential_expiry(facts in credential_facts()) {
+            let checklist = checklist_for(&facts);
+            let required = checklist.iter().filter(|i| i.required).count();
+            let expected_required = match facts.kind {
+                CredentialKind::License => 7,
+                CredentialKind::Dea if facts.has_state_csr => 8,
+                CredentialKind::Dea => 7,
+                CredentialKind::Csr => 7,
+            };
+            prop_assert_eq!(required, expected_required);
+            for item in &checklist {
+                if let Some(due) = item.due {
+                    let before = (facts.expiry - due).num_days();
+                    prop_assert!([30, 60, 75].contains(&before), "{} due {} days before", item.key, before);
+                    prop_assert!(item.required);
+                }
+            }
+            let renewal: Renewal = fold(&[initiated(&facts)]);
+            let timeline = renewal.timeline().expect("timeline");
+            prop_assert_eq!(timeline.work_starts, Some(facts.expiry - days(90)));
+            prop_assert_eq!(timeline.application_window_opens, Some(facts.expiry - days(60)));
+            prop_assert_eq!(timeline.application_window_closes, Some(facts.expiry - days(30)));
+            prop_assert_eq!(timeline.final_deadline, facts.expiry);
+        }
+    }
+}
