@@ -9,6 +9,22 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
+/// The `as_of` / `as_of_version` query parameters.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AsOfQuery {
+    /// An RFC 3339 time: the state after every event recorded at or before it.
+    pub as_of: Option<String>,
+    /// A stream version (1, 2, ...): the state after that event.
+    pub as_of_version: Option<String>,
+}
+
+impl AsOfQuery {
+    pub fn at(&self) -> Result<AsOf, ApiError> {
+        AsOf::parse(self.as_of.as_deref(), self.as_of_version.as_deref())
+    }
+}
+
 /// The point in a stream's history to rebuild.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AsOf {

@@ -7,7 +7,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use commands::credentialing::CredentialingError;
+use commands::jobs::JobError;
 use commands::StoreError;
+use domain::credential::CredentialError;
+use domain::physician::PhysicianError;
+use domain::renewal::RenewalError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -55,6 +60,19 @@ pub enum ApiError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Refused by the physician, credential or renewal aggregate.
+    #[error(transparent)]
+    Credentialing(CredentialingError),
+    #[error(transparent)]
+    Job(JobError),
+    #[error("the job is still running; follow it at GET /jobs")]
+    JobStillRunning,
+    /// A resource the read model does not know (yet).
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
+    /// A field that is present but not acceptable.
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
     /// Anything else that went wrong on our side; logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -208,6 +226,23 @@ impl ApiError {
                 "internal",
                 "Internal error",
             ),
+            ApiError::Credentialing(e) => credentialing_parts(e),
+            ApiError::Job(e) => match e {
+                JobError::UnknownJob(_) => (StatusCode::NOT_FOUND, "unknown_job", "Not found"),
+                JobError::AlreadyRunning(_) => (StatusCode::CONFLICT, "job_running", "Conflict"),
+                JobError::Database(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                ),
+            },
+            ApiError::JobStillRunning => (StatusCode::ACCEPTED, "job_still_running", "Accepted"),
+            ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
+            ApiError::InvalidField { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "Invalid request",
+            ),
             ApiError::Store(e) => match e {
                 S::WrongExpectedVersion { .. } => {
                     (StatusCode::CONFLICT, "wrong_expected_version", "Conflict")
@@ -266,13 +301,105 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let (status, code, title) = self.parts();
         let detail = if status.is_server_error()
-            && matches!(self, ApiError::Internal(_) | ApiError::Store(_))
-        {
+            && matches!(
+                self,
+                ApiError::Internal(_) | ApiError::Store(_) | ApiError::Job(_)
+            ) {
             "something went wrong on our side; it has been logged".to_owned()
         } else {
             self.to_string()
         };
-        Problem::new(status, code, title, detail)
+        let problem = Problem::new(status, code, title, detail);
+        // Machine-readable details a client acts on.
+        match self {
+            ApiError::Credentialing(CredentialingError::Renewal(
+                RenewalError::TransitionRefused { from, .. },
+            )) => problem.with_extensions(serde_json::json!({
+                "current_status": from,
+                "allowed": from.allowed_next(),
+            })),
+            ApiError::Credentialing(CredentialingError::Renewal(
+                RenewalError::RequiredItemsOpen { items },
+            )) => problem.with_extensions(serde_json::json!({ "open_items": items })),
+            ApiError::Credentialing(CredentialingError::Credential(
+                CredentialError::RenewalAlreadyOpen { renewal_id }
+                | CredentialError::RenewalStillOpen { renewal_id },
+            )) => problem.with_extensions(serde_json::json!({ "renewal_id": renewal_id })),
+            _ => problem,
+        }
+    }
+}
+
+fn credentialing_parts(e: &CredentialingError) -> (StatusCode, &'static str, &'static str) {
+    const CONFLICT: (StatusCode, &str) = (StatusCode::CONFLICT, "Conflict");
+    const INVALID: (StatusCode, &str) = (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request");
+    const MISSING: (StatusCode, &str) = (StatusCode::NOT_FOUND, "Not found");
+    let ((status, title), code) = match e {
+        CredentialingError::Physician(p) => match p {
+            PhysicianError::NotFound => (MISSING, "physician_not_found"),
+            PhysicianError::NpiTaken { .. } => (CONFLICT, "npi_taken"),
+            PhysicianError::InvalidField { .. } => (INVALID, "invalid_field"),
+            PhysicianError::AlreadyInactive | PhysicianError::AlreadyActive => {
+                (CONFLICT, "physician_state")
+            }
+            PhysicianError::Unchanged => (CONFLICT, "unchanged"),
+        },
+        CredentialingError::Credential(c) => match c {
+            CredentialError::NotFound => (MISSING, "credential_not_found"),
+            CredentialError::AlreadyRegistered => (CONFLICT, "credential_exists"),
+            CredentialError::UnknownPhysician => (INVALID, "unknown_physician"),
+            CredentialError::PhysicianInactive => (CONFLICT, "physician_inactive"),
+            CredentialError::InvalidNumber | CredentialError::MissingReason => {
+                (INVALID, "invalid_field")
+            }
+            CredentialError::RenewalAlreadyOpen { .. } => (CONFLICT, "renewal_already_open"),
+            CredentialError::Revoked => (CONFLICT, "credential_revoked"),
+            CredentialError::AlreadyExpired { .. } => (CONFLICT, "credential_expired"),
+            CredentialError::NotTheOpenRenewal { .. } => (CONFLICT, "not_the_open_renewal"),
+            CredentialError::NewExpiryNotLater { .. } => (INVALID, "invalid_new_expiry"),
+            CredentialError::SameExpiry { .. } => (CONFLICT, "unchanged"),
+            CredentialError::RenewalStillOpen { .. } => (CONFLICT, "renewal_still_open"),
+        },
+        CredentialingError::Renewal(r) => match r {
+            RenewalError::NotFound => (MISSING, "renewal_not_found"),
+            RenewalError::AlreadyInitiated => (CONFLICT, "renewal_exists"),
+            RenewalError::TransitionRefused { .. } | RenewalError::NotRejected { .. } => {
+                (CONFLICT, "transition_refused")
+            }
+            RenewalError::ChecklistClosed { .. } => (CONFLICT, "checklist_closed"),
+            RenewalError::UnknownItem { .. } => (INVALID, "unknown_checklist_item"),
+            RenewalError::ItemAlreadyComplete { .. } => (CONFLICT, "item_already_complete"),
+            RenewalError::RequiredItemsOpen { .. } => (CONFLICT, "required_items_open"),
+            RenewalError::NotYetExpired { .. } => (CONFLICT, "not_yet_expired"),
+            RenewalError::NewExpiryNotLater { .. } => (INVALID, "invalid_new_expiry"),
+            RenewalError::InvalidReason => (INVALID, "invalid_field"),
+        },
+        CredentialingError::TooManyConflicts { .. } => (CONFLICT, "concurrency_conflict"),
+        // Converted to `ApiError::Store` / `Internal` on the way in; kept total here.
+        CredentialingError::Store(_) | CredentialingError::Codec(_) => (
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+            "internal",
+        ),
+    };
+    (status, code, title)
+}
+
+impl From<CredentialingError> for ApiError {
+    fn from(e: CredentialingError) -> Self {
+        match e {
+            CredentialingError::Store(s) => ApiError::Store(s),
+            CredentialingError::Codec(c) => ApiError::internal(c),
+            other => ApiError::Credentialing(other),
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Database(d) => ApiError::db(d),
+            other => ApiError::Job(other),
+        }
     }
 }
 

@@ -47,3 +47,40 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
         ))
     }
 }
+
+/// A UUID path segment, with a 400 naming it when it is not one.
+pub fn path_id(
+    path: Result<axum::extract::Path<uuid::Uuid>, axum::extract::rejection::PathRejection>,
+) -> Result<uuid::Uuid, ApiError> {
+    path.map(|axum::extract::Path(id)| id)
+        .map_err(|e| ApiError::BadPath(e.body_text()))
+}
+
+/// A query string, with a 400 naming the parameter when it does not parse.
+pub fn query<T>(
+    query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    query
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|e| ApiError::BadQuery(e.body_text()))
+}
+
+/// What a command answers: the stream it changed, its version, and the cursor to pass as
+/// `min_cursor` to read your own write.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CommandDone {
+    pub id: uuid::Uuid,
+    pub version: u64,
+    /// Read-order cursor of the last event written; absent when nothing was written.
+    pub cursor: Option<String>,
+}
+
+impl CommandDone {
+    pub fn new(id: uuid::Uuid, version: u64, cursor: Option<commands::Cursor>) -> Self {
+        Self {
+            id,
+            version,
+            cursor: cursor.map(|c| c.to_string()),
+        }
+    }
+}

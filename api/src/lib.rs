@@ -7,7 +7,9 @@
 //! - [`error`]: [`error::ApiError`], the one mapping from failures to problem+json responses.
 //! - [`db`]: connecting, creating the database if missing, migrating, and the clear message when
 //!   no server answers.
-//! - [`bench`]: `caseledger bench append`, the event store's benchmark.
+//! - [`demo`]: `caseledger demo`, the seed's scale of credentialing data.
+//! - [`jobs`]: the scheduled jobs (renewal scan, renewal expiry) on the shared job runner.
+//! - [`bench`]: `caseledger bench ...`, the benchmarks.
 //! - `main.rs`: the command line (`serve`, `migrate`, `bench`).
 
 pub mod as_of;
@@ -15,8 +17,10 @@ pub mod auth;
 pub mod bench;
 pub mod consistency;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod jobs;
 pub mod layers;
 pub mod metrics;
 pub mod openapi;
@@ -47,6 +51,14 @@ pub struct AppState {
     pub auth: auth::Auth,
     /// Request counts and latencies, lag; served at `/metrics`.
     pub metrics: metrics::Metrics,
+    /// The time as the domain sees it (the wall clock, or a test's).
+    pub clock: std::sync::Arc<dyn commands::Clock>,
+    /// Physicians, credentials and renewals.
+    pub credentialing: std::sync::Arc<commands::credentialing::Credentialing>,
+    /// Scheduled jobs; `caseledger serve` runs their scheduler.
+    pub jobs: commands::jobs::JobRunner,
+    /// Whether this process runs the job scheduler (shown at `GET /jobs`).
+    pub scheduler_running: bool,
     /// Set when the server begins to shut down, so that endless responses (the SSE feed) end
     /// and graceful shutdown can finish.
     pub shutting_down: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
@@ -60,7 +72,16 @@ impl AppState {
 
     /// State whose time (session expiry, lockouts) comes from `clock`.
     pub fn with_clock(store: EventStore, clock: std::sync::Arc<dyn commands::Clock>) -> Self {
-        let auth = auth::Auth::new(store.clone(), clock);
+        let auth = auth::Auth::new(store.clone(), clock.clone());
+        let credentialing = std::sync::Arc::new(commands::credentialing::Credentialing::new(
+            store.clone(),
+            clock.clone(),
+        ));
+        let jobs = commands::jobs::JobRunner::new(
+            store.pool().clone(),
+            clock.clone(),
+            jobs::all(&credentialing, store.pool()),
+        );
         let projector = Projector::new(
             store.clone(),
             projections::all(),
@@ -73,6 +94,10 @@ impl AppState {
             http: layers::HttpConfig::default(),
             auth,
             metrics: metrics::Metrics::default(),
+            clock,
+            credentialing,
+            jobs,
+            scheduler_running: false,
             shutting_down: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
@@ -112,6 +137,10 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::events::router())
         .merge(routes::auth::router())
         .merge(routes::users::router())
+        .merge(routes::physicians::router())
+        .merge(routes::credentials::router())
+        .merge(routes::renewals::router())
+        .merge(routes::jobs::router())
         .merge(routes::ops::router())
         .merge(openapi::router())
         .route_layer(axum::middleware::from_fn_with_state(

@@ -44,6 +44,20 @@ enum Command {
         /// Largest request body accepted, in bytes.
         #[arg(long, env = "CASELEDGER_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
         body_limit_bytes: usize,
+        /// Job intervals overriding the defaults, as NAME=SECONDS pairs (comma-separated), e.g.
+        /// `renewal-scan=21600,renewal-expiry=3600`.
+        #[arg(long, env = "CASELEDGER_JOB_INTERVALS", value_delimiter = ',')]
+        job_intervals: Vec<String>,
+        /// Do not run the job scheduler in this process (jobs still run on request).
+        #[arg(long, env = "CASELEDGER_NO_SCHEDULER")]
+        no_scheduler: bool,
+    },
+    /// Load demo data (the seed's scale: 220 physicians, 770 credentials), run the renewal
+    /// scan, and print where to look.
+    Demo {
+        /// Random seed, so that two demo loads can be compared.
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
     },
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
@@ -153,7 +167,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cors_origins,
             request_timeout_secs,
             body_limit_bytes,
+            job_intervals,
+            no_scheduler,
         } => {
+            let intervals = parse_job_intervals(&job_intervals)?;
             let cors_origins = cors_origins
                 .iter()
                 .filter(|o| !o.is_empty())
@@ -172,6 +189,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bootstrap_admin(&state).await?;
             let wakeups = state.store.spawn_wakeups();
             let projectors = state.projector.spawn();
+            state.jobs = state
+                .jobs
+                .clone()
+                .with_intervals(intervals)
+                .map_err(|e| anyhow::anyhow!("CASELEDGER_JOB_INTERVALS: {e}"))?;
+            let scheduler = if no_scheduler {
+                None
+            } else {
+                state.scheduler_running = true;
+                Some(state.jobs.spawn(SCHEDULER_POLL))
+            };
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("could not listen on {listen}"))?;
@@ -182,6 +210,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Aborting a projector is safe: its open page rolls back with its connection.
             for task in projectors {
                 task.abort();
+            }
+            // An aborted run's lock is released with its transaction; the run row stays
+            // "running" until the job's next run marks it abandoned.
+            if let Some(scheduler) = scheduler {
+                scheduler.abort();
             }
             wakeups.abort();
             pool.close().await;
@@ -202,6 +235,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pool.close().await;
             result.map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
             println!("created {role} {username}");
+        }
+        Command::Demo { seed } => {
+            let pool = db.prepare(8).await?;
+            let state = AppState::new(EventStore::new(pool.clone()));
+            let wakeups = state.store.spawn_wakeups();
+            let projectors = state.projector.spawn();
+            let result = caseledger::demo::load(&state, seed).await;
+            let stats = projections::credentialing::statistics(
+                state.store.pool(),
+                state.clock.now().date_naive(),
+            )
+            .await;
+            for task in projectors {
+                task.abort();
+            }
+            wakeups.abort();
+            pool.close().await;
+            let report = result?;
+            println!(
+                "demo data: {} physicians and {} credentials added ({} already there)",
+                report.physicians_added, report.credentials_added, report.already_there
+            );
+            if let Some(scan) = &report.scan {
+                println!("renewal scan: {scan}");
+            }
+            println!(
+                "moved {} renewals along (items done, filed, reviewed, approved)",
+                report.moved_along
+            );
+            if let Ok(stats) = stats {
+                println!("dashboard: {}", serde_json::to_string(&stats)?);
+            }
+            println!(
+                "\nStart the server (cargo run -p caseledger -- serve), log in as the admin, then look at:\n  \
+                 GET /renewals/statistics   the dashboard numbers\n  \
+                 GET /renewals?open=true    open renewals, most urgent first\n  \
+                 GET /physicians            physicians; GET /physicians/{{id}} for one's credentials\n  \
+                 GET /jobs                  the scheduler (renewal-scan, renewal-expiry)\n  \
+                 GET /docs                  every route"
+            );
         }
         Command::Projections(command) => {
             let pool = db.prepare(4).await?;
@@ -245,6 +318,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How often the scheduler looks for due jobs.
+const SCHEDULER_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn parse_job_intervals(
+    pairs: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, std::time::Duration>> {
+    let mut out = std::collections::HashMap::new();
+    for pair in pairs.iter().filter(|p| !p.trim().is_empty()) {
+        let (name, seconds) = pair
+            .split_once('=')
+            .with_context(|| format!("CASELEDGER_JOB_INTERVALS: {pair:?} is not NAME=SECONDS"))?;
+        let seconds: u64 = seconds
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s| *s > 0)
+            .with_context(|| {
+                format!("CASELEDGER_JOB_INTERVALS: {seconds:?} is not a positive number of seconds")
+            })?;
+        out.insert(
+            name.trim().to_owned(),
+            std::time::Duration::from_secs(seconds),
+        );
+    }
+    Ok(out)
 }
 
 async fn projections_command(state: &AppState, command: ProjectionsCommand) -> anyhow::Result<()> {

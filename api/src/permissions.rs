@@ -33,6 +33,12 @@ const READERS: &[Role] = &[Admin, Staff, Viewer, Auditor];
 /// Readers of the raw event log.
 const AUDITORS: &[Role] = &[Admin, Auditor];
 const ADMINS: &[Role] = &[Admin];
+/// People who do the credentialing work.
+const OPERATORS: &[Role] = &[Admin, Staff];
+/// Operators of the scheduler and its jobs.
+const JOB_OPERATORS: &[Role] = &[Admin, System];
+/// Readers of job status and history.
+const JOB_READERS: &[Role] = &[Admin, System, Auditor];
 
 /// Every route of the API, with who may call it.
 pub const ROUTES: &[(&str, &str, Access)] = &[
@@ -62,6 +68,50 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/streams/{id}/events", Access::Roles(AUDITORS)),
     ("GET", "/streams", Access::Roles(READERS)),
     ("GET", "/admin/projections", Access::Roles(&[Admin, System])),
+    ("POST", "/physicians", Access::Roles(OPERATORS)),
+    ("GET", "/physicians", Access::Roles(READERS)),
+    ("GET", "/physicians/{id}", Access::Roles(READERS)),
+    ("PUT", "/physicians/{id}", Access::Roles(OPERATORS)),
+    (
+        "POST",
+        "/physicians/{id}/deactivate",
+        Access::Roles(OPERATORS),
+    ),
+    (
+        "POST",
+        "/physicians/{id}/reactivate",
+        Access::Roles(OPERATORS),
+    ),
+    ("GET", "/physicians/{id}/state", Access::Roles(AUDITORS)),
+    ("POST", "/credentials", Access::Roles(OPERATORS)),
+    ("GET", "/credentials/{id}", Access::Roles(READERS)),
+    ("POST", "/credentials/{id}/expiry", Access::Roles(OPERATORS)),
+    ("POST", "/credentials/{id}/revoke", Access::Roles(OPERATORS)),
+    ("GET", "/credentials/{id}/state", Access::Roles(AUDITORS)),
+    ("POST", "/renewals", Access::Roles(OPERATORS)),
+    ("GET", "/renewals", Access::Roles(READERS)),
+    ("GET", "/renewals/statistics", Access::Roles(READERS)),
+    (
+        "POST",
+        "/renewals/scan",
+        Access::Roles(&[Admin, Staff, System]),
+    ),
+    ("GET", "/renewals/{id}", Access::Roles(READERS)),
+    ("GET", "/renewals/{id}/timeline", Access::Roles(READERS)),
+    ("GET", "/renewals/{id}/checklist", Access::Roles(READERS)),
+    (
+        "POST",
+        "/renewals/{id}/checklist/{item}/complete",
+        Access::Roles(OPERATORS),
+    ),
+    ("POST", "/renewals/{id}/status", Access::Roles(OPERATORS)),
+    ("POST", "/renewals/{id}/cancel", Access::Roles(OPERATORS)),
+    ("GET", "/renewals/{id}/state", Access::Roles(AUDITORS)),
+    ("GET", "/jobs", Access::Roles(JOB_READERS)),
+    ("POST", "/jobs/{name}/run", Access::Roles(JOB_OPERATORS)),
+    ("POST", "/jobs/{name}/pause", Access::Roles(ADMINS)),
+    ("POST", "/jobs/{name}/resume", Access::Roles(ADMINS)),
+    ("GET", "/jobs/{name}/runs", Access::Roles(JOB_READERS)),
 ];
 
 /// The entry for a method and route template.

@@ -80,6 +80,7 @@ impl Trigger {
 }
 
 /// One run, as recorded.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct JobRun {
     pub run_id: Uuid,
@@ -95,6 +96,7 @@ pub struct JobRun {
 }
 
 /// A job as operators see it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobStatus {
     pub name: String,

@@ -490,11 +490,8 @@ impl Renewal {
             Some(RenewalStatus::InProgress) | Some(RenewalStatus::Rejected) => {
                 let required = self.checklist.iter().filter(|i| i.required).count();
                 let done = required - self.open_required_items().len();
-                let share = if required == 0 {
-                    60
-                } else {
-                    60 * done / required
-                };
+                // No required items counts as all of them done.
+                let share = (60 * done).checked_div(required).unwrap_or(60);
                 10 + share as u8
             }
             Some(RenewalStatus::Filed) => 75,

@@ -161,6 +161,7 @@ const EVENT_TYPES: &[&str] = &[
 ];
 
 /// A checklist item as the read model shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChecklistEntry {
     pub key: String,
@@ -173,6 +174,7 @@ pub struct ChecklistEntry {
 }
 
 /// A row of `renewals`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct RenewalRow {
     pub renewal_id: Uuid,
@@ -621,6 +623,7 @@ pub enum RenewalSort {
 }
 
 /// A renewals-list row: the renewal with its physician's name and the credential's number.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct RenewalListRow {
     pub renewal_id: Uuid,
@@ -701,6 +704,7 @@ pub async fn renewal(pool: &PgPool, renewal_id: Uuid) -> Result<Option<RenewalRo
 }
 
 /// The dashboard's numbers as of `today`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RenewalStatistics {
     pub today: NaiveDate,
@@ -776,6 +780,7 @@ pub async fn statistics(pool: &PgPool, today: NaiveDate) -> Result<RenewalStatis
 }
 
 /// A row of `physicians`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct PhysicianRow {
     pub physician_id: Uuid,
@@ -836,6 +841,7 @@ pub async fn list_physicians(
 }
 
 /// A credential with its open renewal, as the physician overview shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct CredentialRow {
     pub credential_id: Uuid,

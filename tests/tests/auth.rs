@@ -359,6 +359,8 @@ fn concrete(template: &str) -> String {
     template
         .replace("{id}", &uuid::Uuid::new_v4().to_string())
         .replace("{username}", "nobody")
+        .replace("{name}", "nobody")
+        .replace("{item}", "nobody")
 }
 
 #[sqlx::test(migrator = "commands::MIGRATOR")]
@@ -380,6 +382,7 @@ async fn every_route_allows_exactly_the_roles_in_the_permission_table(
             let request = match method {
                 "GET" => client.get(&url),
                 "POST" => client.post(&url).json(&json!({})),
+                "PUT" => client.put(&url).json(&json!({})),
                 other => anyhow::bail!("the matrix test does not know method {other}"),
             };
             let response = request.send().await?;

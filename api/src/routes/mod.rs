@@ -2,8 +2,12 @@
 
 pub mod admin;
 pub mod auth;
+pub mod credentials;
 pub mod events;
 pub mod health;
+pub mod jobs;
 pub mod ops;
+pub mod physicians;
+pub mod renewals;
 pub mod streams;
 pub mod users;

@@ -137,13 +137,6 @@ pub(crate) async fn deactivate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct AsOfQuery {
-    as_of: Option<String>,
-    as_of_version: Option<String>,
-}
-
 /// A user as auditors see it: never the password hash.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct UserView {
@@ -161,17 +154,17 @@ pub(crate) struct UserView {
 
 /// `GET /users/{username}`, optionally `?as_of=TIME` or `?as_of_version=N`.
 #[utoipa::path(get, path = "/users/{username}", tag = "users", security(("bearer" = [])),
-    params(("username" = String, Path), AsOfQuery),
+    params(("username" = String, Path), crate::as_of::AsOfQuery),
     responses((status = 200, description = "The user now, or as of a time or version", body = UserView),
         (status = 400, body = crate::openapi::ProblemDoc), (status = 404, body = crate::openapi::ProblemDoc)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<AsOfQuery>, QueryRejection>,
+    query: Result<Query<crate::as_of::AsOfQuery>, QueryRejection>,
 ) -> Result<Json<UserView>, ApiError> {
     let name = username(path)?;
     let Query(q) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
-    let at = crate::as_of::AsOf::parse(q.as_of.as_deref(), q.as_of_version.as_deref())?;
+    let at = q.at()?;
     let id = auth::user_id(&name);
     let (version, user) = crate::as_of::state::<User>(&state.store, id, at)
         .await
