@@ -17,9 +17,10 @@ use commands::EventStore;
     about = "Event-sourced backend for healthcare operations work"
 )]
 struct Cli {
-    /// PostgreSQL database to use; created at start if it does not exist.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
-    database_url: String,
+    /// PostgreSQL database to use; created at start if it does not exist. Without this flag:
+    /// `CASELEDGER_DATABASE_URL`, then `DATABASE_URL`, then the local default.
+    #[arg(long, env = "CASELEDGER_DATABASE_URL", global = true)]
+    database_url: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -154,7 +155,15 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let db = Database::from_url(&cli.database_url)?;
+    // `cargo test`'s harness needs DATABASE_URL to name a database that always exists (it
+    // creates one per test there), so under cargo the server's own database comes from
+    // CASELEDGER_DATABASE_URL (see .cargo/config.toml); deployments just set DATABASE_URL.
+    let url = cli
+        .database_url
+        .clone()
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let db = Database::from_url(&url)?;
     match cli.command {
         Command::Migrate => {
             let pool = db.prepare(2).await?;

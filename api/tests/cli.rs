@@ -43,6 +43,7 @@ async fn serve_creates_a_missing_database_migrates_and_answers_health() -> anyho
         .port();
     let _server = Child(
         Command::new(BIN)
+            .env_remove("CASELEDGER_DATABASE_URL")
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", url_for(&name)?)
             .stdout(Stdio::null())
@@ -64,6 +65,7 @@ async fn serve_creates_a_missing_database_migrates_and_answers_health() -> anyho
 
     // A second run finds the database and its migrations in place.
     let again = Command::new(BIN)
+        .env_remove("CASELEDGER_DATABASE_URL")
         .arg("migrate")
         .env("DATABASE_URL", url_for(&name)?)
         .output()?;
@@ -79,6 +81,7 @@ async fn serve_creates_a_missing_database_migrates_and_answers_health() -> anyho
 fn without_a_database_server_it_says_so_in_one_line_and_exits_non_zero() -> anyhow::Result<()> {
     let url = "postgres://postgres@127.0.0.1:1/caseledger";
     let out = Command::new(BIN)
+        .env_remove("CASELEDGER_DATABASE_URL")
         .arg("migrate")
         .env("DATABASE_URL", url)
         .output()?;
@@ -97,6 +100,7 @@ fn without_a_database_server_it_says_so_in_one_line_and_exits_non_zero() -> anyh
 #[test]
 fn a_malformed_database_url_is_refused_clearly() -> anyhow::Result<()> {
     let out = Command::new(BIN)
+        .env_remove("CASELEDGER_DATABASE_URL")
         .arg("migrate")
         .env("DATABASE_URL", "mysql://nope")
         .output()?;
@@ -112,6 +116,7 @@ async fn projections_can_be_listed_rebuilt_and_verified_from_the_command_line() 
     let url = url_for(&name)?;
     let run = |args: &[&str]| {
         Command::new(BIN)
+            .env_remove("CASELEDGER_DATABASE_URL")
             .args(args)
             .env("DATABASE_URL", &url)
             .output()
@@ -158,6 +163,7 @@ async fn the_first_admin_is_created_from_the_command_line() -> anyhow::Result<()
     let url = url_for(&name)?;
     let create = |password: &str| {
         Command::new(BIN)
+            .env_remove("CASELEDGER_DATABASE_URL")
             .args([
                 "users",
                 "create",
@@ -195,6 +201,7 @@ async fn the_first_admin_is_created_from_the_command_line() -> anyhow::Result<()
 fn serve(url: &str, port: u16) -> anyhow::Result<Child> {
     Ok(Child(
         Command::new(BIN)
+            .env_remove("CASELEDGER_DATABASE_URL")
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", url)
             .stdout(Stdio::null())
@@ -293,6 +300,7 @@ async fn when_the_server_running_a_projection_dies_the_other_takes_over() -> any
     drop((a, b));
     pool.close().await;
     let verified = Command::new(BIN)
+        .env_remove("CASELEDGER_DATABASE_URL")
         .args(["projections", "verify", "stream_catalogue"])
         .env("DATABASE_URL", &url)
         .output()?;
@@ -311,6 +319,7 @@ async fn sigterm_ends_live_feeds_and_stops_the_server_cleanly() -> anyhow::Resul
     let port = free_port()?;
     let mut server = Child(
         Command::new(BIN)
+            .env_remove("CASELEDGER_DATABASE_URL")
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", &url)
             .env("CASELEDGER_ADMIN_USERNAME", "boss")

@@ -191,6 +191,22 @@ impl JobRunner {
         Ok(())
     }
 
+    /// Gives `job` a schedule row if it has none (a run or a status request may come before
+    /// the scheduler registered the jobs).
+    async fn ensure_row(&self, job: &dyn Job) -> Result<(), JobError> {
+        let seconds = i64::try_from(self.interval(job).as_secs().max(1)).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO jobs (name, interval_seconds, next_run_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(job.name())
+        .bind(seconds)
+        .bind(self.clock.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Runs every unpaused job that is due now; returns the runs it made. A job whose lock is
     /// held elsewhere, or whose slot another process already claimed, is skipped.
     pub async fn tick(&self) -> Result<Vec<JobRun>, JobError> {
@@ -235,6 +251,7 @@ impl JobRunner {
         requested_by: &str,
     ) -> Result<Option<JobRun>, JobError> {
         let name = job.name();
+        self.ensure_row(job.as_ref()).await?;
         let mut lock = self.pool.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2))")
             .bind(JOB_LOCK)
@@ -313,6 +330,9 @@ impl JobRunner {
 
     /// Every job with its schedule and last run.
     pub async fn status(&self) -> Result<Vec<JobStatus>, JobError> {
+        for job in self.jobs.iter() {
+            self.ensure_row(job.as_ref()).await?;
+        }
         let rows: Vec<(String, i64, bool, DateTime<Utc>)> = sqlx::query_as(
             "SELECT name, interval_seconds, paused, next_run_at FROM jobs ORDER BY name",
         )
