@@ -87,8 +87,8 @@ pub async fn load(state: &AppState, seed: u64) -> anyhow::Result<DemoReport> {
         let first_nine = format!("{:09}", 100_000_000 + rng.below(899_999_999));
         let digit = Npi::check_digit(&first_nine).unwrap_or(0);
         let npi = Npi::parse(&format!("{first_nine}{digit}"))?;
-        let home = Jurisdiction::parse(*rng.pick(&jurisdiction::ALL))?;
-        let second = Jurisdiction::parse(*rng.pick(&jurisdiction::ALL))?;
+        let home = Jurisdiction::parse(rng.pick::<&str>(&jurisdiction::ALL))?;
+        let second = Jurisdiction::parse(rng.pick::<&str>(&jurisdiction::ALL))?;
         let (first, last) = (rng.pick(FIRST), rng.pick(LAST));
         let details = PhysicianDetails {
             name: format!("Dr. {first} {last}"),

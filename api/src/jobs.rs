@@ -31,7 +31,7 @@ pub const SCAN_HORIZON_DAYS: i64 = 90;
 
 /// Initiations in flight at once during a scan: enough to overlap round trips, few enough to
 /// leave the pool to the API.
-const SCAN_CONCURRENCY: usize = 4;
+pub const SCAN_CONCURRENCY: usize = 4;
 
 /// Failures listed in a run's result (the count covers all of them).
 const MAX_LISTED_FAILURES: usize = 20;

@@ -122,6 +122,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = caseledger::REBUILD_PAGE_SIZE)]
         page_size: i64,
     },
+    /// The renewal scan over many credentials against plain INSERTs of the same events. Uses
+    /// (and recreates) the database `caseledger_bench_scan` on the same server.
+    Scan {
+        #[arg(long, default_value_t = 10_000)]
+        credentials: usize,
+        #[arg(long, default_value_t = 2_000)]
+        due: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Append throughput and latency against plain INSERTs, and whole commands. Uses (and
     /// recreates) the database `caseledger_bench` on the same server.
     Append {
@@ -307,6 +317,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 page_size,
             };
             bench::projections::run(&db, &opts).await?;
+        }
+        Command::Bench(BenchCommand::Scan {
+            credentials,
+            due,
+            runs,
+        }) => {
+            let opts = bench::scan::ScanBench {
+                credentials,
+                due,
+                runs: runs.max(1),
+            };
+            bench::scan::run(&db, &opts).await?;
         }
         Command::Bench(BenchCommand::Append {
             seconds,

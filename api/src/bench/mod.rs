@@ -4,9 +4,11 @@
 //! same run on the same data, and each scenario reports the median of several runs.
 //! - [`append`]: the event store's appends and whole commands against plain INSERTs.
 //! - [`projections`]: rebuild rate against a hand-written replay loop, live lag, memory.
+//! - [`scan`]: the renewal scan against plain INSERTs of the events it writes.
 
 pub mod append;
 pub mod projections;
+pub mod scan;
 
 use std::time::Duration;
 
