@@ -9,16 +9,25 @@
 //! - [`physician`]: physicians and their NPI; [`credential`]: licences, DEA and CSR
 //!   registrations and their one open renewal; [`renewal`]: the renewal lifecycle, checklists,
 //!   progress and timeline; [`jurisdiction`]: US state codes and their renewal cycles.
+//! - [`practice`]: practices (name unique through the stream id), their locations, and physician
+//!   assignment, decided on the practice's stream and on the physician's
+//!   [`practice::PracticeMembership`] stream ("at most one practice at a time").
+//! - [`staff`]: staff members who can be allocated work (skills, home, weekly availability,
+//!   capacity, preferences); [`allocation`]: the pure six-factor ranking of candidates for a
+//!   piece of work, and the decision record an allocation event carries.
 //! - The event store and command handler that drive these functions live in the `commands` crate;
 //!   the read models built from the resulting events live in `projections`.
 //!
 //! Events are serde enums, adjacently tagged (`#[serde(tag = "type", content = "data")]`) with
 //! struct variants: the tag becomes the stored event type and the content the stored JSON object.
 
+pub mod allocation;
 pub mod credential;
 pub mod jurisdiction;
 pub mod physician;
+pub mod practice;
 pub mod renewal;
+pub mod staff;
 pub mod user;
 
 use chrono::{DateTime, Utc};
