@@ -70,6 +70,9 @@ pub enum ApiError {
     /// A resource the read model does not know (yet).
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
+    /// Refused because of the resource's current state.
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
     /// A field that is present but not acceptable.
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
@@ -238,6 +241,7 @@ impl ApiError {
             },
             ApiError::JobStillRunning => (StatusCode::ACCEPTED, "job_still_running", "Accepted"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             ApiError::InvalidField { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_field",
@@ -359,6 +363,7 @@ fn credentialing_parts(e: &CredentialingError) -> (StatusCode, &'static str, &'s
             CredentialError::NewExpiryNotLater { .. } => (INVALID, "invalid_new_expiry"),
             CredentialError::SameExpiry { .. } => (CONFLICT, "unchanged"),
             CredentialError::RenewalStillOpen { .. } => (CONFLICT, "renewal_still_open"),
+            CredentialError::ImplausibleDate { .. } => (INVALID, "invalid_date"),
         },
         CredentialingError::Renewal(r) => match r {
             RenewalError::NotFound => (MISSING, "renewal_not_found"),
@@ -373,6 +378,7 @@ fn credentialing_parts(e: &CredentialingError) -> (StatusCode, &'static str, &'s
             RenewalError::NotYetExpired { .. } => (CONFLICT, "not_yet_expired"),
             RenewalError::NewExpiryNotLater { .. } => (INVALID, "invalid_new_expiry"),
             RenewalError::InvalidReason => (INVALID, "invalid_field"),
+            RenewalError::ImplausibleNewExpiry { .. } => (INVALID, "invalid_date"),
         },
         CredentialingError::TooManyConflicts { .. } => (CONFLICT, "concurrency_conflict"),
         // Converted to `ApiError::Store` / `Internal` on the way in; kept total here.

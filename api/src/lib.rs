@@ -7,6 +7,7 @@
 //! - [`error`]: [`error::ApiError`], the one mapping from failures to problem+json responses.
 //! - [`db`]: connecting, creating the database if missing, migrating, and the clear message when
 //!   no server answers.
+//! - [`notify`]: notification channels (signed webhook, log).
 //! - [`demo`]: `caseledger demo`, the seed's scale of credentialing data.
 //! - [`jobs`]: the scheduled jobs (renewal scan, renewal expiry) on the shared job runner.
 //! - [`bench`]: `caseledger bench ...`, the benchmarks.
@@ -23,6 +24,7 @@ pub mod extract;
 pub mod jobs;
 pub mod layers;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod permissions;
 pub mod routes;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub credentialing: std::sync::Arc<commands::credentialing::Credentialing>,
     /// Scheduled jobs; `caseledger serve` runs their scheduler.
     pub jobs: commands::jobs::JobRunner,
+    /// What the jobs work with (the notification channel among it).
+    pub job_deps: jobs::JobDeps,
     /// Whether this process runs the job scheduler (shown at `GET /jobs`).
     pub scheduler_running: bool,
     /// Set when the server begins to shut down, so that endless responses (the SSE feed) end
@@ -77,10 +81,20 @@ impl AppState {
             store.clone(),
             clock.clone(),
         ));
+        let job_deps = jobs::JobDeps {
+            pool: store.pool().clone(),
+            credentialing: credentialing.clone(),
+            notifications: std::sync::Arc::new(commands::CommandHandler::new(
+                store.clone(),
+                clock.clone(),
+            )),
+            channel: std::sync::Arc::new(notify::Channel::Log),
+            contact: DEFAULT_CONTACT.to_owned(),
+        };
         let jobs = commands::jobs::JobRunner::new(
             store.pool().clone(),
             clock.clone(),
-            jobs::all(&credentialing, store.pool()),
+            jobs::all(&job_deps),
         );
         let projector = Projector::new(
             store.clone(),
@@ -97,9 +111,27 @@ impl AppState {
             clock,
             credentialing,
             jobs,
+            job_deps,
             scheduler_running: false,
             shutting_down: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         }
+    }
+}
+
+/// The contact line of notifications unless configured.
+pub const DEFAULT_CONTACT: &str = "Contact the credentialing team for assistance.";
+
+impl AppState {
+    /// The same state with notifications sent through `channel`, ending with `contact`.
+    pub fn with_notifications(mut self, channel: notify::Channel, contact: String) -> Self {
+        self.job_deps.channel = std::sync::Arc::new(channel);
+        self.job_deps.contact = contact;
+        self.jobs = commands::jobs::JobRunner::new(
+            self.store.pool().clone(),
+            self.clock.clone(),
+            jobs::all(&self.job_deps),
+        );
+        self
     }
 }
 
@@ -141,6 +173,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::credentials::router())
         .merge(routes::renewals::router())
         .merge(routes::jobs::router())
+        .merge(routes::notifications::router())
         .merge(routes::ops::router())
         .merge(openapi::router())
         .route_layer(axum::middleware::from_fn_with_state(

@@ -49,6 +49,18 @@ enum Command {
         /// `renewal-scan=21600,renewal-expiry=3600`.
         #[arg(long, env = "CASELEDGER_JOB_INTERVALS", value_delimiter = ',')]
         job_intervals: Vec<String>,
+        /// Webhook that receives notifications (http or https); without it they go to the log.
+        #[arg(long, env = "CASELEDGER_WEBHOOK_URL")]
+        webhook_url: Option<String>,
+        /// Shared secret for the webhook's HMAC-SHA256 signature (16+ characters).
+        #[arg(long, env = "CASELEDGER_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+        /// Seconds a webhook receiver may take to answer before the attempt counts as failed.
+        #[arg(long, env = "CASELEDGER_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+        webhook_timeout_secs: u64,
+        /// The contact line at the end of every notification.
+        #[arg(long, env = "CASELEDGER_NOTIFICATION_CONTACT", default_value = caseledger::DEFAULT_CONTACT)]
+        notification_contact: String,
         /// Do not run the job scheduler in this process (jobs still run on request).
         #[arg(long, env = "CASELEDGER_NO_SCHEDULER")]
         no_scheduler: bool,
@@ -188,8 +200,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             body_limit_bytes,
             job_intervals,
             no_scheduler,
+            webhook_url,
+            webhook_secret,
+            webhook_timeout_secs,
+            notification_contact,
         } => {
             let intervals = parse_job_intervals(&job_intervals)?;
+            let channel = caseledger::notify::Channel::from_config(
+                webhook_url.as_deref(),
+                webhook_secret.as_deref(),
+                std::time::Duration::from_secs(webhook_timeout_secs.max(1)),
+            )?;
             let cors_origins = cors_origins
                 .iter()
                 .filter(|o| !o.is_empty())
@@ -199,7 +220,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let pool = db.prepare(db_connections).await?;
-            let mut state = AppState::new(EventStore::new(pool.clone()));
+            let mut state = AppState::new(EventStore::new(pool.clone()))
+                .with_notifications(channel, notification_contact);
             state.http = caseledger::layers::HttpConfig {
                 timeout: std::time::Duration::from_secs(request_timeout_secs.max(1)),
                 body_limit: body_limit_bytes,
@@ -366,9 +388,9 @@ fn parse_job_intervals(
             .trim()
             .parse()
             .ok()
-            .filter(|s| *s > 0)
+            .filter(|s| (1..=366 * 24 * 3600).contains(s))
             .with_context(|| {
-                format!("CASELEDGER_JOB_INTERVALS: {seconds:?} is not a positive number of seconds")
+                format!("CASELEDGER_JOB_INTERVALS: {seconds:?} is not a number of seconds from 1 to a year")
             })?;
         out.insert(
             name.trim().to_owned(),

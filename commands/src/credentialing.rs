@@ -51,11 +51,13 @@ pub enum CredentialingError {
 }
 
 macro_rules! from_handle_error {
-    ($error:ty) => {
+    ($error:ty, $not_found:expr) => {
         impl From<HandleError<$error>> for CredentialingError {
             fn from(e: HandleError<$error>) -> Self {
                 match e {
                     HandleError::Rejected(r) => r.into(),
+                    // An id of another kind of record names no record of this kind.
+                    HandleError::Store(StoreError::StreamTypeMismatch { .. }) => $not_found.into(),
                     HandleError::Store(s) => s.into(),
                     HandleError::Codec(c) => c.into(),
                     HandleError::TooManyConflicts { attempts, .. } => {
@@ -66,9 +68,9 @@ macro_rules! from_handle_error {
         }
     };
 }
-from_handle_error!(PhysicianError);
-from_handle_error!(CredentialError);
-from_handle_error!(RenewalError);
+from_handle_error!(PhysicianError, PhysicianError::NotFound);
+from_handle_error!(CredentialError, CredentialError::NotFound);
+from_handle_error!(RenewalError, RenewalError::NotFound);
 
 /// What a renewal command did.
 #[derive(Debug, Clone, PartialEq)]

@@ -77,6 +77,14 @@ impl NewEvent {
                 limit: MAX_PAYLOAD_BYTES,
             });
         }
+        // PostgreSQL's jsonb cannot hold the NUL character; refuse it here, with a clear error,
+        // instead of failing inside the insert.
+        if json.contains("\\u0000") {
+            return Err(StoreError::PayloadNotObject {
+                event_type: self.event_type.clone(),
+                found: "an object with a NUL character (\\u0000) in a string",
+            });
+        }
         Ok(json)
     }
 }

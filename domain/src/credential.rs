@@ -173,10 +173,15 @@ pub enum CredentialError {
     },
     #[error("expiry: the credential already expires on {expiry}")]
     SameExpiry { expiry: NaiveDate },
-    #[error("renewal {renewal_id} is open for this credential; cancel it before revoking")]
+    #[error("renewal {renewal_id} is open for this credential; close or cancel it before revoking or correcting the expiry")]
     RenewalStillOpen { renewal_id: Uuid },
     #[error("reason: give a reason")]
     MissingReason,
+    #[error("{field}: {date} is not a plausible date (1900-01-01 to 2199-12-31)")]
+    ImplausibleDate {
+        field: &'static str,
+        date: NaiveDate,
+    },
 }
 
 /// A credential's state.
@@ -211,6 +216,17 @@ impl Credential {
     pub fn is_expired_on(&self, today: NaiveDate) -> bool {
         self.expiry.is_some_and(|e| today > e)
     }
+}
+
+/// Dates a credential can sensibly carry; anything else is a typing error (and PostgreSQL's
+/// `date` could not even hold some of what chrono parses).
+pub fn plausible_date(field: &'static str, date: NaiveDate) -> Result<(), CredentialError> {
+    let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN);
+    let latest = NaiveDate::from_ymd_opt(2199, 12, 31).unwrap_or(NaiveDate::MAX);
+    if date < earliest || date > latest {
+        return Err(CredentialError::ImplausibleDate { field, date });
+    }
+    Ok(())
 }
 
 fn valid_number(number: &str) -> bool {
@@ -252,6 +268,7 @@ impl Aggregate for Credential {
             if !valid_number(number) {
                 return Err(Err_::InvalidNumber);
             }
+            plausible_date("expiry", *expiry)?;
             return Ok(vec![E::CredentialRegistered {
                 physician_id: physician.physician_id,
                 kind: *kind,
@@ -266,6 +283,12 @@ impl Aggregate for Credential {
         match command {
             C::Register { .. } => Err(Err_::AlreadyRegistered),
             _ if self.revoked && !matches!(command, C::CloseRenewal { .. }) => Err(Err_::Revoked),
+            C::CorrectExpiry { expiry: new } if plausible_date("expiry", *new).is_err() => {
+                plausible_date("expiry", *new).map(|_| Vec::new())
+            }
+            C::CorrectExpiry { .. } if self.open_renewal.is_some() => Err(Err_::RenewalStillOpen {
+                renewal_id: self.open_renewal.unwrap_or_default(),
+            }),
             C::CorrectExpiry { expiry: new } if *new == expiry => Err(Err_::SameExpiry { expiry }),
             C::CorrectExpiry { expiry: new } => Ok(vec![E::CredentialExpiryCorrected {
                 previous_expiry: expiry,

@@ -9,6 +9,8 @@
 //! - [`physician`]: physicians and their NPI; [`credential`]: licences, DEA and CSR
 //!   registrations and their one open renewal; [`renewal`]: the renewal lifecycle, checklists,
 //!   progress and timeline; [`jurisdiction`]: US state codes and their renewal cycles.
+//! - [`notification`]: expiry notifications: trigger points, severities, the message template,
+//!   delivery attempts with backoff and the 72-hour limit.
 //! - [`practice`]: practices (name unique through the stream id), their locations, and physician
 //!   assignment, decided on the practice's stream and on the physician's
 //!   [`practice::PracticeMembership`] stream ("at most one practice at a time").
@@ -24,6 +26,7 @@
 pub mod allocation;
 pub mod credential;
 pub mod jurisdiction;
+pub mod notification;
 pub mod physician;
 pub mod practice;
 pub mod renewal;

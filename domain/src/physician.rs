@@ -105,6 +105,18 @@ pub struct PhysicianDetails {
 
 impl PhysicianDetails {
     fn check(&self) -> Result<(), PhysicianError> {
+        for (field, value) in [
+            ("name", &self.name),
+            ("email", &self.email),
+            ("specialty", &self.specialty),
+        ] {
+            if value.chars().any(char::is_control) {
+                return Err(PhysicianError::InvalidField {
+                    field,
+                    reason: "control characters are not allowed",
+                });
+            }
+        }
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(PhysicianError::InvalidField {

@@ -433,6 +433,8 @@ pub enum RenewalError {
     },
     #[error("reason: give a reason (1 to 1000 characters)")]
     InvalidReason,
+    #[error("new_expiry: {new_expiry} is not a plausible date (up to 2199-12-31)")]
+    ImplausibleNewExpiry { new_expiry: NaiveDate },
 }
 
 /// A renewal's state.
@@ -537,7 +539,8 @@ impl Renewal {
 
 fn reason(text: &str) -> Result<String, RenewalError> {
     let t = text.trim();
-    if t.is_empty() || t.chars().count() > 1000 {
+    let printable = t.chars().all(|c| !c.is_control() || c == '\n' || c == '\t');
+    if t.is_empty() || t.chars().count() > 1000 || !printable {
         return Err(RenewalError::InvalidReason);
     }
     Ok(t.to_owned())
@@ -635,6 +638,9 @@ impl Aggregate for Renewal {
                     new_expiry.unwrap_or_else(|| kind.next_expiry(jurisdiction, expiry));
                 if new_expiry <= expiry {
                     return Err(RenewalError::NewExpiryNotLater { expiry, new_expiry });
+                }
+                if crate::credential::plausible_date("new_expiry", new_expiry).is_err() {
+                    return Err(RenewalError::ImplausibleNewExpiry { new_expiry });
                 }
                 Ok(vec![E::RenewalApproved {
                     new_expiry,

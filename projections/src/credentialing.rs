@@ -817,8 +817,20 @@ pub async fn list_physicians(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<PhysicianRow>, i64), sqlx::Error> {
-    let pattern = search.map(|s| format!("%{}%", s.replace(['%', '_', '\\'], "")));
-    let filter = "($1::text IS NULL OR name ILIKE $1 OR npi LIKE $1 OR specialty ILIKE $1) \
+    // LIKE wildcards in the search are matched literally; NUL cannot reach PostgreSQL.
+    let pattern = search.map(|s| {
+        let escaped: String = s
+            .chars()
+            .filter(|c| *c != '\0')
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        format!("%{escaped}%")
+    });
+    let filter = "($1::text IS NULL OR name ILIKE $1 ESCAPE '\\' OR npi LIKE $1 ESCAPE '\\' \
+                  OR specialty ILIKE $1 ESCAPE '\\') \
                   AND ($2::boolean IS NULL OR active = $2)";
     let rows = sqlx::query_as(&format!(
         "SELECT {PHYSICIAN_COLUMNS} FROM read_models.physicians WHERE {filter} \

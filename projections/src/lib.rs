@@ -12,12 +12,14 @@
 //! - [`wait`]: read-your-writes, waiting until a projection has passed a cursor.
 //! - [`catalogue`]: the stream catalogue read model.
 //! - [`credentialing`]: physicians, credentials and renewals, with the dashboard's queries.
+//! - [`notifications`]: expiry notifications, the outbox and each delivery attempt.
 //!
 //! Read models live in the `read_models` schema, which the `caseledger_analyst` role may read.
 
 pub mod catalogue;
 pub mod checkpoint;
 pub mod credentialing;
+pub mod notifications;
 pub mod projection;
 pub mod rebuild;
 pub mod runtime;
@@ -34,5 +36,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(catalogue::StreamCatalogue),
         Arc::new(credentialing::CredentialingModel),
+        Arc::new(notifications::NotificationsModel),
     ]
 }

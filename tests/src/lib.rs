@@ -107,6 +107,8 @@ pub struct Options {
     pub clock: Option<Arc<dyn Clock>>,
     /// Login attempts per minute per account and per address; the server's defaults when `None`.
     pub login_limit: Option<u32>,
+    /// Where notifications go; the log channel when `None`.
+    pub channel: Option<api::notify::Channel>,
 }
 
 impl Default for Options {
@@ -117,6 +119,7 @@ impl Default for Options {
             request_timeout: Duration::from_secs(30),
             clock: None,
             login_limit: None,
+            channel: None,
         }
     }
 }
@@ -134,6 +137,9 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<Te
         Some(clock) => AppState::with_clock(store.clone(), clock),
         None => AppState::new(store.clone()),
     };
+    if let Some(channel) = options.channel.clone() {
+        state = state.with_notifications(channel, api::DEFAULT_CONTACT.to_owned());
+    }
     state.read_wait = options.read_wait;
     if let Some(limit) = options.login_limit {
         state.auth = state.auth.clone().with_login_limits(limit, limit);

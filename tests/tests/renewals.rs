@@ -514,6 +514,26 @@ async fn bad_input_is_refused_naming_what_was_wrong_and_appends_nothing(
             "invalid_body",
         ),
         (
+            "name",
+            app.client.post(app.url("/physicians")).json(&json!({
+                "npi": npi(50), "name": "A\u{0}B", "email": "x@example.org", "specialty": "S", "states": ["TX"]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            "expiry",
+            app.client.post(app.url("/credentials")).json(&json!({
+                "physician_id": physician, "kind": "license", "jurisdiction": "TX", "number": "N", "expiry": "-5000-01-01"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_date",
+        ),
+        (
+            "credential",
+            app.client.post(app.url("/renewals")).json(&json!({"credential_id": physician})),
+            StatusCode::NOT_FOUND,
+            "credential_not_found",
+        ),
+        (
             "physician_id",
             app.client.post(app.url("/credentials")).json(&json!({
                 "physician_id": Uuid::new_v4(), "kind": "license", "jurisdiction": "TX", "number": "N", "expiry": "2027-01-01"})),
@@ -686,13 +706,23 @@ async fn the_scheduler_runs_due_jobs_once_per_slot_and_skips_paused_ones(
     let (a, b) = tokio::join!(jobs.tick(), other.tick());
     let mut ran: Vec<String> = a?.into_iter().chain(b?).map(|r| r.job).collect();
     ran.sort();
-    assert_eq!(ran, vec!["renewal-expiry", "renewal-scan"]);
+    assert_eq!(
+        ran,
+        vec![
+            "notification-check",
+            "notification-dispatch",
+            "notification-retention",
+            "renewal-expiry",
+            "renewal-scan"
+        ]
+    );
     assert!(jobs.tick().await?.is_empty(), "nothing is due again yet");
 
-    // An hour later only the hourly expiry job is due; a paused scan is skipped when due.
+    // An hour later only the hourly and five-minute jobs are due; a paused scan is skipped
+    // when due.
     clock.advance(Duration::hours(1));
     let ran: Vec<String> = jobs.tick().await?.into_iter().map(|r| r.job).collect();
-    assert_eq!(ran, vec!["renewal-expiry"]);
+    assert_eq!(ran, vec!["notification-dispatch", "renewal-expiry"]);
     let paused = app
         .client
         .post(app.url("/jobs/renewal-scan/pause"))
@@ -701,7 +731,7 @@ async fn the_scheduler_runs_due_jobs_once_per_slot_and_skips_paused_ones(
     assert_eq!(paused.status(), StatusCode::NO_CONTENT);
     clock.advance(Duration::hours(6));
     let ran: Vec<String> = jobs.tick().await?.into_iter().map(|r| r.job).collect();
-    assert_eq!(ran, vec!["renewal-expiry"]);
+    assert_eq!(ran, vec!["notification-dispatch", "renewal-expiry"]);
 
     let status: Value = app
         .client

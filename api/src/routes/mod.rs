@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod notifications;
 pub mod ops;
 pub mod physicians;
 pub mod renewals;
