@@ -9,10 +9,14 @@ use serde::Serialize;
 
 use commands::credentialing::CredentialingError;
 use commands::jobs::JobError;
+use commands::practices::PracticeServiceError;
 use commands::StoreError;
+use domain::allocation::AllocationError;
 use domain::credential::CredentialError;
 use domain::physician::PhysicianError;
 use domain::renewal::RenewalError;
+use domain::staff::StaffError;
+use domain::work_allocation::WorkAllocationError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -65,6 +69,24 @@ pub enum ApiError {
     Credentialing(CredentialingError),
     #[error(transparent)]
     Job(JobError),
+    /// Refused by the practice or membership aggregate.
+    #[error(transparent)]
+    Practices(PracticeServiceError),
+    /// Refused by a staff member's aggregate.
+    #[error(transparent)]
+    Staff(StaffError),
+    /// Weights refused, or a ranking that cannot give what was asked.
+    #[error(transparent)]
+    Allocation(AllocationError),
+    /// Refused by a piece of work's allocation.
+    #[error(transparent)]
+    WorkAllocation(WorkAllocationError),
+    /// A request field names a staff member who is not registered.
+    #[error("{field}: no staff member {staff_id}")]
+    UnknownStaff {
+        field: &'static str,
+        staff_id: uuid::Uuid,
+    },
     #[error("the job is still running; follow it at GET /jobs")]
     JobStillRunning,
     /// A resource the read model does not know (yet).
@@ -230,6 +252,7 @@ impl ApiError {
                 "Internal error",
             ),
             ApiError::Credentialing(e) => credentialing_parts(e),
+            ApiError::Practices(e) => practice_parts(e),
             ApiError::Job(e) => match e {
                 JobError::UnknownJob(_) => (StatusCode::NOT_FOUND, "unknown_job", "Not found"),
                 JobError::AlreadyRunning(_) => (StatusCode::CONFLICT, "job_running", "Conflict"),
@@ -240,6 +263,10 @@ impl ApiError {
                 ),
             },
             ApiError::JobStillRunning => (StatusCode::ACCEPTED, "job_still_running", "Accepted"),
+            ApiError::Staff(_)
+            | ApiError::Allocation(_)
+            | ApiError::WorkAllocation(_)
+            | ApiError::UnknownStaff { .. } => staffing_parts(self),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             ApiError::InvalidField { .. } => (
@@ -329,6 +356,10 @@ impl ApiError {
                 CredentialError::RenewalAlreadyOpen { renewal_id }
                 | CredentialError::RenewalStillOpen { renewal_id },
             )) => problem.with_extensions(serde_json::json!({ "renewal_id": renewal_id })),
+            ApiError::Staff(_)
+            | ApiError::Allocation(_)
+            | ApiError::WorkAllocation(_)
+            | ApiError::UnknownStaff { .. } => staffing_extensions(self, problem),
             _ => problem,
         }
     }
@@ -400,6 +431,53 @@ impl From<CredentialingError> for ApiError {
     }
 }
 
+fn practice_parts(e: &PracticeServiceError) -> (StatusCode, &'static str, &'static str) {
+    use domain::practice::{MembershipError as M, PracticeError as P};
+    const CONFLICT: (StatusCode, &str) = (StatusCode::CONFLICT, "Conflict");
+    const INVALID: (StatusCode, &str) = (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request");
+    const MISSING: (StatusCode, &str) = (StatusCode::NOT_FOUND, "Not found");
+    let ((status, title), code) = match e {
+        PracticeServiceError::Practice(p) => match p {
+            P::NotFound => (MISSING, "practice_not_found"),
+            P::NameTaken { .. } => (CONFLICT, "practice_name_taken"),
+            P::InvalidField { .. } => (INVALID, "invalid_field"),
+            P::Rename { .. } => (INVALID, "rename_not_allowed"),
+            P::Unchanged => (CONFLICT, "unchanged"),
+            P::Inactive => (CONFLICT, "practice_inactive"),
+            P::AlreadyActive => (CONFLICT, "practice_state"),
+            P::PhysiciansStillAssigned { .. } => (CONFLICT, "physicians_still_assigned"),
+            P::LocationExists { .. } | P::LocationNameTaken { .. } => (CONFLICT, "location_exists"),
+            P::UnknownLocation { .. } => (MISSING, "location_not_found"),
+            P::AlreadyAssigned { .. } => (CONFLICT, "already_assigned"),
+            P::NotAssigned { .. } => (CONFLICT, "not_assigned"),
+        },
+        PracticeServiceError::Membership(m) => match m {
+            M::UnknownPhysician => (INVALID, "unknown_physician"),
+            M::PhysicianInactive => (CONFLICT, "physician_inactive"),
+            M::AlreadyInPractice { .. } => (CONFLICT, "already_assigned_elsewhere"),
+            M::AlreadyInThisPractice { .. } => (CONFLICT, "already_in_this_practice"),
+            M::NotInPractice { .. } => (CONFLICT, "not_in_this_practice"),
+            M::SamePractice { .. } => (CONFLICT, "same_practice"),
+        },
+        PracticeServiceError::TooManyConflicts { .. } => (CONFLICT, "concurrency_conflict"),
+        PracticeServiceError::Store(_) | PracticeServiceError::Codec(_) => (
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+            "internal",
+        ),
+    };
+    (status, code, title)
+}
+
+impl From<PracticeServiceError> for ApiError {
+    fn from(e: PracticeServiceError) -> Self {
+        match e {
+            PracticeServiceError::Store(s) => ApiError::Store(s),
+            PracticeServiceError::Codec(c) => ApiError::internal(c),
+            other => ApiError::Practices(other),
+        }
+    }
+}
+
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
         match e {
@@ -423,7 +501,16 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 impl ApiError {
     /// A database failure: 503 when the database cannot be reached, 500 otherwise.
     pub fn db(e: sqlx::Error) -> Self {
-        if is_unavailable(&e) {
+        // Before a projection has run for the first time its tables do not exist yet (a fresh
+        // database, a server just started): "not ready, retry", not a server error.
+        let undefined_table = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "42P01");
+        if is_unavailable(&e) || undefined_table {
+            if undefined_table {
+                tracing::warn!(error = %e, "a read model has no tables yet");
+            }
             ApiError::DatabaseUnavailable
         } else {
             ApiError::internal(e)
@@ -461,3 +548,110 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Codes of the staff and allocation errors (stable, snake_case).
+fn staffing_parts(e: &ApiError) -> (StatusCode, &'static str, &'static str) {
+    const CONFLICT: (StatusCode, &str) = (StatusCode::CONFLICT, "Conflict");
+    const INVALID: (StatusCode, &str) = (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request");
+    const MISSING: (StatusCode, &str) = (StatusCode::NOT_FOUND, "Not found");
+    let ((status, title), code) = match e {
+        ApiError::Staff(s) => match s {
+            StaffError::NotFound => (MISSING, "staff_not_found"),
+            StaffError::AlreadyRegistered => (CONFLICT, "staff_exists"),
+            StaffError::InvalidField { .. } => (INVALID, "invalid_field"),
+            StaffError::Unchanged => (CONFLICT, "unchanged"),
+        },
+        ApiError::Allocation(a) => match a {
+            AllocationError::NegativeWeight { .. } => (INVALID, "negative_weight"),
+            AllocationError::WeightTooLarge { .. } => (INVALID, "weight_too_large"),
+            AllocationError::AllWeightsZero => (INVALID, "all_weights_zero"),
+            AllocationError::NoCandidates => (CONFLICT, "no_candidates"),
+            AllocationError::ChosenNotRanked { .. } => (INVALID, "staff_not_ranked"),
+        },
+        ApiError::WorkAllocation(w) => match w {
+            WorkAllocationError::NotFound => (MISSING, "allocation_not_found"),
+            WorkAllocationError::AlreadyAllocated { .. } => (CONFLICT, "work_already_allocated"),
+            WorkAllocationError::NotAllocated => (CONFLICT, "work_not_allocated"),
+            WorkAllocationError::OtherWork { .. } => (CONFLICT, "stream_type_mismatch"),
+            WorkAllocationError::InvalidField { .. } => (INVALID, "invalid_field"),
+        },
+        ApiError::UnknownStaff { .. } => (INVALID, "unknown_staff"),
+        _ => (
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+            "internal",
+        ),
+    };
+    (status, code, title)
+}
+
+/// The field a staff or allocation refusal is about (`field`), and who holds allocated work
+/// (`staff_id`), as extension members a client can act on.
+fn staffing_extensions(e: &ApiError, problem: Problem) -> Problem {
+    let field: Option<String> = match e {
+        ApiError::Staff(StaffError::InvalidField { field, .. })
+        | ApiError::WorkAllocation(WorkAllocationError::InvalidField { field, .. })
+        | ApiError::UnknownStaff { field, .. } => Some((*field).to_owned()),
+        ApiError::Allocation(
+            AllocationError::NegativeWeight { factor, .. }
+            | AllocationError::WeightTooLarge { factor, .. },
+        ) => Some(format!("weights.{factor}")),
+        ApiError::Allocation(AllocationError::AllWeightsZero) => Some("weights".to_owned()),
+        ApiError::Allocation(AllocationError::ChosenNotRanked { .. }) => {
+            Some("staff_id".to_owned())
+        }
+        _ => None,
+    };
+    let problem = match field {
+        Some(field) => problem.with_extensions(serde_json::json!({ "field": field })),
+        None => problem,
+    };
+    match e {
+        ApiError::WorkAllocation(WorkAllocationError::AlreadyAllocated { staff_id }) => {
+            problem.with_extensions(serde_json::json!({ "staff_id": staff_id }))
+        }
+        _ => problem,
+    }
+}
+
+impl From<StaffError> for ApiError {
+    fn from(e: StaffError) -> Self {
+        ApiError::Staff(e)
+    }
+}
+
+impl From<AllocationError> for ApiError {
+    fn from(e: AllocationError) -> Self {
+        ApiError::Allocation(e)
+    }
+}
+
+impl From<WorkAllocationError> for ApiError {
+    fn from(e: WorkAllocationError) -> Self {
+        ApiError::WorkAllocation(e)
+    }
+}
+
+/// A refused or failed command on a staff member or a work allocation. An id that belongs to
+/// another kind of stream names no record of this kind.
+macro_rules! from_staffing_handle_error {
+    ($error:ty, $not_found:expr) => {
+        impl From<commands::HandleError<$error>> for ApiError {
+            fn from(e: commands::HandleError<$error>) -> Self {
+                use commands::HandleError as H;
+                match e {
+                    H::Rejected(r) => r.into(),
+                    H::Store(StoreError::StreamTypeMismatch { .. }) => $not_found.into(),
+                    H::Store(s) => ApiError::Store(s),
+                    H::Codec(c) => ApiError::internal(c),
+                    H::TooManyConflicts { .. } => ApiError::Conflict {
+                        code: "concurrency_conflict",
+                        detail: "the record kept changing under the command; retry".to_owned(),
+                    },
+                }
+            }
+        }
+    };
+}
+
+from_staffing_handle_error!(StaffError, StaffError::NotFound);
+from_staffing_handle_error!(WorkAllocationError, WorkAllocationError::NotFound);

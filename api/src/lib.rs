@@ -59,10 +59,23 @@ pub struct AppState {
     pub credentialing: std::sync::Arc<commands::credentialing::Credentialing>,
     /// Scheduled jobs; `caseledger serve` runs their scheduler.
     pub jobs: commands::jobs::JobRunner,
+    /// Practices and physician assignment.
+    pub practices: std::sync::Arc<commands::practices::Practices>,
     /// What the jobs work with (the notification channel among it).
     pub job_deps: jobs::JobDeps,
     /// Whether this process runs the job scheduler (shown at `GET /jobs`).
     pub scheduler_running: bool,
+    /// Staff members' profiles and availability.
+    pub staff: std::sync::Arc<commands::CommandHandler<domain::staff::StaffMember>>,
+    /// Allocations of pieces of work to staff members.
+    pub allocations:
+        std::sync::Arc<commands::CommandHandler<domain::work_allocation::WorkAllocation>>,
+    /// The allocation weights ranking uses unless a request gives its own
+    /// (`CASELEDGER_ALLOCATION_WEIGHTS` under `serve`; [`domain::allocation::Weights::DEFAULT`]
+    /// otherwise).
+    pub allocation_weights: domain::allocation::Weights,
+    /// The staff members ranking reads, kept while the staffing read model does not change.
+    pub candidates: std::sync::Arc<projections::staffing::CandidateCache>,
     /// Set when the server begins to shut down, so that endless responses (the SSE feed) end
     /// and graceful shutdown can finish.
     pub shutting_down: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
@@ -81,6 +94,10 @@ impl AppState {
             store.clone(),
             clock.clone(),
         ));
+        let practices = std::sync::Arc::new(commands::practices::Practices::new(
+            store.clone(),
+            clock.clone(),
+        ));
         let job_deps = jobs::JobDeps {
             pool: store.pool().clone(),
             credentialing: credentialing.clone(),
@@ -96,6 +113,10 @@ impl AppState {
             clock.clone(),
             jobs::all(&job_deps),
         );
+        let staff =
+            std::sync::Arc::new(commands::CommandHandler::new(store.clone(), clock.clone()));
+        let allocations =
+            std::sync::Arc::new(commands::CommandHandler::new(store.clone(), clock.clone()));
         let projector = Projector::new(
             store.clone(),
             projections::all(),
@@ -112,7 +133,12 @@ impl AppState {
             credentialing,
             jobs,
             job_deps,
+            practices,
             scheduler_running: false,
+            staff,
+            allocations,
+            allocation_weights: domain::allocation::Weights::DEFAULT,
+            candidates: std::sync::Arc::default(),
             shutting_down: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
@@ -174,6 +200,8 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::renewals::router())
         .merge(routes::jobs::router())
         .merge(routes::notifications::router())
+        .merge(routes::staff::router())
+        .merge(routes::practices::router())
         .merge(routes::ops::router())
         .merge(openapi::router())
         .route_layer(axum::middleware::from_fn_with_state(

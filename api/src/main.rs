@@ -64,6 +64,11 @@ enum Command {
         /// Do not run the job scheduler in this process (jobs still run on request).
         #[arg(long, env = "CASELEDGER_NO_SCHEDULER")]
         no_scheduler: bool,
+        /// Staff allocation weights overriding the defaults, as FACTOR=WEIGHT pairs
+        /// (comma-separated), e.g. `skill_match=30,availability=20,travel_distance=0`; factors:
+        /// skill_match, availability, travel_distance, workload, continuity, preference.
+        #[arg(long, env = "CASELEDGER_ALLOCATION_WEIGHTS")]
+        allocation_weights: Option<String>,
     },
     /// Load demo data (the seed's scale: 220 physicians, 770 credentials), run the renewal
     /// scan, and print where to look.
@@ -144,6 +149,21 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Ranking many staff for one piece of work: the pure ranking, the candidates query, the
+    /// route's whole path, p50/p99. Uses (and recreates) the database
+    /// `caseledger_bench_allocation` on the same server.
+    Allocation {
+        #[arg(long, default_value_t = 10_000)]
+        staff: usize,
+        /// Iterations per run of each database scenario (the pure ranking runs ten times as many).
+        #[arg(long, default_value_t = 300)]
+        iterations: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Candidates returned per ranking.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+    },
     /// Append throughput and latency against plain INSERTs, and whole commands. Uses (and
     /// recreates) the database `caseledger_bench` on the same server.
     Append {
@@ -200,12 +220,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             body_limit_bytes,
             job_intervals,
             no_scheduler,
+            allocation_weights,
             webhook_url,
             webhook_secret,
             webhook_timeout_secs,
             notification_contact,
         } => {
             let intervals = parse_job_intervals(&job_intervals)?;
+            let allocation_weights = caseledger::routes::staff::parse_weights(
+                allocation_weights.as_deref().unwrap_or(""),
+            )
+            .map_err(|e| anyhow::anyhow!("CASELEDGER_ALLOCATION_WEIGHTS: {e}"))?;
             let channel = caseledger::notify::Channel::from_config(
                 webhook_url.as_deref(),
                 webhook_secret.as_deref(),
@@ -227,6 +252,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 body_limit: body_limit_bytes,
                 cors_origins,
             };
+            state.allocation_weights = allocation_weights;
+            tracing::info!(
+                weights = ?domain::allocation::WeightsInput::from(allocation_weights),
+                "staff allocation weights"
+            );
+            state
+                .projector
+                .create_tables()
+                .await
+                .context("creating the read-model tables")?;
             bootstrap_admin(&state).await?;
             let wakeups = state.store.spawn_wakeups();
             let projectors = state.projector.spawn();
@@ -351,6 +386,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 runs: runs.max(1),
             };
             bench::scan::run(&db, &opts).await?;
+        }
+        Command::Bench(BenchCommand::Allocation {
+            staff,
+            iterations,
+            runs,
+            limit,
+        }) => {
+            let opts = bench::allocation::AllocationBench {
+                staff,
+                iterations,
+                runs: runs.max(1),
+                limit: limit.clamp(1, 100),
+            };
+            bench::allocation::run(&db, &opts).await?;
         }
         Command::Bench(BenchCommand::Append {
             seconds,

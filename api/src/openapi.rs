@@ -61,11 +61,38 @@ use crate::AppState;
         crate::routes::renewals::change_status,
         crate::routes::renewals::cancel,
         crate::routes::renewals::state_as_of,
+        crate::routes::staff::register,
+        crate::routes::staff::list,
+        crate::routes::staff::show,
+        crate::routes::staff::update,
+        crate::routes::staff::set_availability,
+        crate::routes::staff::state_as_of,
+        crate::routes::staff::rank,
+        crate::routes::staff::allocate,
+        crate::routes::staff::show_allocation,
+        crate::routes::staff::release,
+        crate::routes::staff::replay,
         crate::routes::notifications::list,
         crate::routes::notifications::outbox,
         crate::routes::notifications::show,
         crate::routes::notifications::retry,
         crate::routes::notifications::send_test,
+        crate::routes::practices::create,
+        crate::routes::practices::list,
+        crate::routes::practices::show,
+        crate::routes::practices::update,
+        crate::routes::practices::deactivate,
+        crate::routes::practices::reactivate,
+        crate::routes::practices::add_location,
+        crate::routes::practices::remove_location,
+        crate::routes::practices::assign,
+        crate::routes::practices::unassign,
+        crate::routes::practices::transfer,
+        crate::routes::practices::available,
+        crate::routes::practices::specialties,
+        crate::routes::practices::coverage,
+        crate::routes::practices::compliance,
+        crate::routes::practices::state_as_of,
         crate::routes::jobs::list,
         crate::routes::jobs::run,
         crate::routes::jobs::pause,
@@ -170,6 +197,44 @@ pub enum RoleDoc {
 }
 
 /// An error (RFC 9457), with a stable machine-readable `code`.
+/// A US address as the practice routes take it.
+#[derive(Debug, ToSchema)]
+#[schema(as = Address)]
+#[allow(dead_code)]
+pub struct AddressDoc {
+    street: String,
+    city: String,
+    /// US state code.
+    #[schema(example = "TX")]
+    state: String,
+    /// 12345 or 12345-6789.
+    #[schema(example = "78701")]
+    zip: String,
+}
+
+/// A practice's details (create and update).
+#[derive(Debug, ToSchema)]
+#[schema(as = PracticeDetails)]
+#[allow(dead_code)]
+pub struct PracticeDetailsDoc {
+    /// Unique (case and spacing aside); cannot change except in spelling.
+    name: String,
+    /// solo, group, hospital or clinic.
+    kind: String,
+    specialty: String,
+    address: AddressDoc,
+    /// 10 US digits; punctuation and a leading 1 / +1 are accepted.
+    #[schema(example = "(512) 555-0100")]
+    phone: String,
+    email: String,
+    /// 10 digits with a valid check digit.
+    #[schema(example = "1234567893")]
+    npi: String,
+    /// 9 digits, with or without the dash.
+    #[schema(example = "12-3456789")]
+    ein: String,
+}
+
 #[derive(Debug, ToSchema)]
 #[schema(as = Problem)]
 #[allow(dead_code)]

@@ -163,7 +163,9 @@ impl<A: Aggregate> CommandHandler<A> {
                 capacity: DEFAULT_CACHE_CAPACITY,
             }),
             locks: StreamLocks::default(),
-            max_attempts: 8,
+            // Generous: a process that has not lost a race yet appends without the stream's
+            // database lock, so under load a locked writer can lose a few rounds to it.
+            max_attempts: 16,
             conflicts: AtomicU64::new(0),
             contended: Mutex::new(HashMap::new()),
         }

@@ -13,6 +13,8 @@
 //! - [`codec`]: typed domain events to stored events and back.
 //! - [`credentialing`]: physicians, credentials and renewals, including the commands that
 //!   append to a renewal and its credential in one transaction.
+//! - [`practices`]: practices and physician assignment (membership and practice streams in
+//!   one transaction; transfers across three streams).
 //! - [`jobs`]: the job runner every scheduled job uses (one run at a time across processes,
 //!   a shared schedule, a record of runs).
 
@@ -24,6 +26,7 @@ pub mod error;
 pub mod event;
 pub mod handler;
 pub mod jobs;
+pub mod practices;
 pub mod store;
 pub mod upcast;
 pub mod wakeup;

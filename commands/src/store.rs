@@ -381,7 +381,7 @@ impl EventStore {
         let mut failure = None;
         for (i, (part, payloads)) in parts.iter().zip(&payloads).enumerate() {
             let result = self
-                .try_append(
+                .try_append_described(
                     &mut *tx,
                     part.stream_id,
                     part.stream_type,
@@ -390,6 +390,7 @@ impl EventStore {
                     payloads,
                     metadata,
                     if i == 0 { command } else { None },
+                    false,
                 )
                 .await;
             match result {
@@ -421,15 +422,13 @@ impl EventStore {
                 });
             }
         }
-        Err(self
-            .finish_append(part.stream_id, part.stream_type, part.expected, Err(error))
-            .await
-            .err()
-            .unwrap_or(StoreError::WrongExpectedVersion {
-                stream_id: part.stream_id,
-                expected: part.expected,
-                actual: 0,
-            }))
+        // The transaction is gone: now say what the stream holds.
+        if error.is_conflict() || collision_of(&error).is_some() {
+            return Err(self
+                .refusal(part.stream_id, part.stream_type, part.expected)
+                .await);
+        }
+        Err(error)
     }
 
     /// Appends the events a command decided, recording the command under its id in the same
@@ -553,6 +552,36 @@ impl EventStore {
         metadata: &Metadata,
         command: Option<&Value>,
     ) -> Result<Appended, StoreError> {
+        self.try_append_described(
+            executor,
+            stream_id,
+            stream_type,
+            expected,
+            events,
+            payloads,
+            metadata,
+            command,
+            true,
+        )
+        .await
+    }
+
+    /// `describe_refusal`: whether a refused append reads the stream (on another pooled
+    /// connection) to say what it found. A caller holding a transaction says no, and asks after
+    /// releasing it: waiting for a second connection while holding one can starve a small pool.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_append_described<'e>(
+        &self,
+        executor: impl PgExecutor<'e>,
+        stream_id: Uuid,
+        stream_type: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        payloads: &[String],
+        metadata: &Metadata,
+        command: Option<&Value>,
+        describe_refusal: bool,
+    ) -> Result<Appended, StoreError> {
         let at = match expected {
             ExpectedVersion::NoStream => 0,
             ExpectedVersion::Exact(v) => v,
@@ -596,6 +625,13 @@ impl EventStore {
             }
         };
         if !accepted {
+            if !describe_refusal {
+                return Err(StoreError::WrongExpectedVersion {
+                    stream_id,
+                    expected,
+                    actual: 0,
+                });
+            }
             return Err(self.refusal(stream_id, stream_type, expected).await);
         }
         self.wakeup.appended_here();

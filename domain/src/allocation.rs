@@ -118,6 +118,12 @@ pub struct WeightsInput {
 pub struct Weights([u32; 6]);
 
 impl Weights {
+    /// The weights used unless configuration says otherwise: skill match 30, availability 25,
+    /// travel distance 15, workload 15, continuity 10, preference 5 (they add up to 100, so a
+    /// total reads as a percentage). Skills and availability first: a candidate who cannot do
+    /// the work, or is not there, is no candidate however close or free.
+    pub const DEFAULT: Weights = Weights([30, 25, 15, 15, 10, 5]);
+
     /// Refused when a weight is negative or above [`MAX_WEIGHT`] (the error names it), or when
     /// all are 0 (nothing would rank).
     pub fn new(input: WeightsInput) -> Result<Self, AllocationError> {

@@ -16,7 +16,9 @@
 //!   [`practice::PracticeMembership`] stream ("at most one practice at a time").
 //! - [`staff`]: staff members who can be allocated work (skills, home, weekly availability,
 //!   capacity, preferences); [`allocation`]: the pure six-factor ranking of candidates for a
-//!   piece of work, and the decision record an allocation event carries.
+//!   piece of work, and the decision record an allocation event carries;
+//!   [`work_allocation`]: one piece of work's allocation stream (allocate, release, allocate
+//!   again), and replaying a recorded decision with other weights.
 //! - The event store and command handler that drive these functions live in the `commands` crate;
 //!   the read models built from the resulting events live in `projections`.
 //!
@@ -32,6 +34,7 @@ pub mod practice;
 pub mod renewal;
 pub mod staff;
 pub mod user;
+pub mod work_allocation;
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};

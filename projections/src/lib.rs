@@ -13,6 +13,8 @@
 //! - [`catalogue`]: the stream catalogue read model.
 //! - [`credentialing`]: physicians, credentials and renewals, with the dashboard's queries.
 //! - [`notifications`]: expiry notifications, the outbox and each delivery attempt.
+//! - [`staffing`]: staff members, allocations of work to them, workloads and ranking candidates.
+//! - [`practices`]: practices, locations, members, and the practice reports.
 //!
 //! Read models live in the `read_models` schema, which the `caseledger_analyst` role may read.
 
@@ -20,9 +22,11 @@ pub mod catalogue;
 pub mod checkpoint;
 pub mod credentialing;
 pub mod notifications;
+pub mod practices;
 pub mod projection;
 pub mod rebuild;
 pub mod runtime;
+pub mod staffing;
 pub mod wait;
 
 use std::sync::Arc;
@@ -37,5 +41,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(catalogue::StreamCatalogue),
         Arc::new(credentialing::CredentialingModel),
         Arc::new(notifications::NotificationsModel),
+        Arc::new(staffing::StaffingModel),
+        Arc::new(practices::PracticesModel),
     ]
 }

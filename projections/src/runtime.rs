@@ -111,6 +111,9 @@ pub(crate) async fn set_search_path(
     Ok(())
 }
 
+/// Advisory-lock key serialising read-model DDL across runners and processes.
+const DDL_LOCK: i64 = 0x0CA5_E0DD;
+
 /// Creates the projection's tables in `schema` if they are missing.
 pub(crate) async fn create_tables(
     conn: &mut PgConnection,
@@ -118,6 +121,13 @@ pub(crate) async fn create_tables(
     schema: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
+    // One projection's DDL at a time: runners starting together otherwise collide on the
+    // catalogue rows the schema-wide GRANT rewrites ("tuple concurrently updated"), and the
+    // loser's tables appear only after its retry backoff.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(DDL_LOCK)
+        .execute(&mut *tx)
+        .await?;
     set_search_path(&mut tx, schema).await?;
     tx.execute(projection.create_sql()).await?;
     // Tables made by a rebuild arrive from another schema, past the default privileges.
@@ -166,6 +176,17 @@ impl Projector {
 
     pub fn find(&self, name: &str) -> Option<Arc<dyn Projection>> {
         self.projections.iter().find(|p| p.name() == name).cloned()
+    }
+
+    /// Creates every projection's tables if missing, one after another. A server does this
+    /// before it serves, so that queries never meet a read model whose tables its runner has
+    /// not yet made (they are empty until the runner catches up, and `min_cursor` waits).
+    pub async fn create_tables(&self) -> Result<(), sqlx::Error> {
+        let mut conn = self.store.pool().acquire().await?;
+        for projection in &self.projections {
+            create_tables(&mut conn, projection.as_ref(), LIVE_SCHEMA).await?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> RuntimeConfig {

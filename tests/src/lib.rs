@@ -145,6 +145,8 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<Te
         state.auth = state.auth.clone().with_login_limits(limit, limit);
     }
     state.http.timeout = options.request_timeout;
+    // As `caseledger serve` does before serving.
+    state.projector.create_tables().await?;
     let mut tasks = vec![store.spawn_wakeups()];
     if options.projectors {
         tasks.extend(state.projector.spawn());

@@ -408,3 +408,85 @@ fn a_webhook_that_is_not_http_or_has_no_secret_is_refused_at_start_up() -> anyho
     assert!(unsigned.is_err_and(|e| e.to_string().contains("CASELEDGER_WEBHOOK_SECRET")));
     Ok(())
 }
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn a_slow_or_unreachable_receiver_costs_a_failed_attempt_not_a_stalled_dispatcher(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    // A receiver that accepts the connection and never answers, and a port nobody listens on.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let silent_url = format!("http://{}/hook", silent.local_addr()?);
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let nobody = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let nobody_url = format!("http://{}/hook", nobody.local_addr()?);
+    drop(nobody);
+
+    for (n, url, expected) in [
+        (6, silent_url, "did not answer in time"),
+        (7, nobody_url, "could not reach"),
+    ] {
+        let clock = ManualClock::at(start()?);
+        let channel = api::notify::Channel::from_config(
+            Some(&url),
+            Some(SECRET),
+            std::time::Duration::from_millis(500),
+        )?;
+        let app = spawn_app_with(
+            pool.clone(),
+            Options {
+                clock: Some(Arc::new(clock.clone())),
+                channel: Some(channel),
+                ..Options::default()
+            },
+        )
+        .await?;
+        let credential = credential(&app, n, start()?.date_naive() + Duration::days(20)).await?;
+        settle(&app).await?;
+        check(&app).check(clock_now(&clock)).await?;
+        settle(&app).await?;
+        let started = std::time::Instant::now();
+        let report = dispatcher(&app).dispatch(clock_now(&clock)).await?;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the dispatcher stalled"
+        );
+        assert_eq!(report.failed_attempts, 1, "{report:?}");
+        settle(&app).await?;
+        let rows = rows_for(&app, credential).await?;
+        assert_eq!(rows[0].status, "pending", "retried later");
+        let error = rows[0].last_error.clone().unwrap_or_default();
+        assert!(error.contains(expected), "{error}");
+    }
+    held.abort();
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn two_dispatchers_at_once_deliver_a_notification_once(pool: PgPool) -> anyhow::Result<()> {
+    let (url, seen) = receiver(0).await?;
+    let clock = ManualClock::at(start()?);
+    let app = app_with_receiver(pool, &clock, &url).await?;
+    credential(&app, 8, start()?.date_naive() + Duration::days(5)).await?;
+    settle(&app).await?;
+    check(&app).check(clock_now(&clock)).await?;
+    settle(&app).await?;
+    // As if in two servers: separate command handlers (no shared in-process queue).
+    let mut other = app.state.job_deps.clone();
+    other.notifications = Arc::new(commands::CommandHandler::new(
+        app.store.clone(),
+        Arc::new(clock.clone()),
+    ));
+    let one = dispatcher(&app);
+    let two = api::jobs::NotificationDispatch { deps: other };
+    let now = clock_now(&clock);
+    let (a, b) = tokio::join!(one.dispatch(now), two.dispatch(now));
+    let (a, b) = (a?, b?);
+    assert_eq!(a.delivered + b.delivered, 1, "{a:?} {b:?}");
+    assert_eq!(seen.lock().unwrap_or_else(|p| p.into_inner()).len(), 1);
+    Ok(())
+}

@@ -5,7 +5,10 @@
 //! - [`append`]: the event store's appends and whole commands against plain INSERTs.
 //! - [`projections`]: rebuild rate against a hand-written replay loop, live lag, memory.
 //! - [`scan`]: the renewal scan against plain INSERTs of the events it writes.
+//! - [`allocation`]: ranking 10,000 staff for one piece of work, pure and through the read
+//!   model and the route, against the candidates query alone.
 
+pub mod allocation;
 pub mod append;
 pub mod projections;
 pub mod scan;

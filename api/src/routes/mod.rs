@@ -9,6 +9,8 @@ pub mod jobs;
 pub mod notifications;
 pub mod ops;
 pub mod physicians;
+pub mod practices;
 pub mod renewals;
+pub mod staff;
 pub mod streams;
 pub mod users;
