@@ -490,3 +490,54 @@ async fn two_dispatchers_at_once_deliver_a_notification_once(pool: PgPool) -> an
     assert_eq!(seen.lock().unwrap_or_else(|p| p.into_inner()).len(), 1);
     Ok(())
 }
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn retention_drops_old_notifications_from_the_read_model_by_severity_and_keeps_the_events(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let clock = ManualClock::at(start()?);
+    let app = spawn_app_with(
+        pool,
+        Options {
+            clock: Some(Arc::new(clock.clone())),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let info = credential(&app, 9, start()?.date_naive() + Duration::days(80)).await?;
+    let warning = credential(&app, 10, start()?.date_naive() + Duration::days(20)).await?;
+    settle(&app).await?;
+    check(&app).check(clock_now(&clock)).await?;
+    settle(&app).await?;
+    let report = dispatcher(&app).dispatch(clock_now(&clock)).await?;
+    assert_eq!(report.delivered, 2, "{report:?}");
+    settle(&app).await?;
+    let info_id = rows_for(&app, info).await?[0].notification_id;
+
+    // Four months on: past the 3 months of info, within the 6 of warning.
+    clock.set(start()? + Duration::days(122));
+    let run = app
+        .state
+        .jobs
+        .run_now("notification-retention", "test")
+        .await?;
+    assert_eq!(
+        run.result.as_ref().map(|r| r["archived"].clone()),
+        Some(serde_json::json!(1)),
+        "{run:?}"
+    );
+    settle(&app).await?;
+    assert!(rows_for(&app, info).await?.is_empty());
+    assert_eq!(rows_for(&app, warning).await?.len(), 1);
+    assert!(
+        projections::notifications::attempts(app.store.pool(), info_id)
+            .await?
+            .is_empty()
+    );
+    let events = app.store.read_stream(info_id, 0).await?;
+    assert_eq!(
+        events.last().map(|e| e.event_type.as_str()),
+        Some("NotificationArchived")
+    );
+    Ok(())
+}
