@@ -16,6 +16,14 @@ pub const MIN_CURSOR_HEADER: &str = "x-min-cursor";
 /// Longest a query waits for its read model to catch up.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The query parameter of a read that wants to see a write: the cursor the command answered.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// Wait until the read model includes this cursor (a command's `cursor`).
+    pub min_cursor: Option<String>,
+}
+
 pub async fn wait_for_cursor(
     state: &AppState,
     projection: &str,

@@ -17,32 +17,12 @@ use domain::physician::{Npi, PhysicianDetails, PhysicianError};
 use domain::renewal::RenewalCommand;
 use projections::credentialing::{self as model, RenewalQuery};
 
+use crate::rng::Rng;
 use crate::AppState;
 
 pub const PHYSICIANS: usize = 220;
 /// One licence, one DEA and one CSR per physician, plus a second-state licence for half.
 pub const CREDENTIALS: usize = 770;
-
-/// SplitMix64: a few lines of well-known arithmetic are all demo data needs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 const FIRST: &[&str] = &[
     "Amelia", "Benjamin", "Chloe", "Daniel", "Elena", "Farid", "Grace", "Hiro", "Isabel", "Jamal",
@@ -85,8 +65,8 @@ pub async fn load(state: &AppState, seed: u64) -> anyhow::Result<DemoReport> {
     let mut credentials = 0;
     for i in 0..PHYSICIANS {
         let first_nine = format!("{:09}", 100_000_000 + rng.below(899_999_999));
-        let digit = Npi::check_digit(&first_nine).unwrap_or(0);
-        let npi = Npi::parse(&format!("{first_nine}{digit}"))?;
+        let npi = Npi::with_check_digit(&first_nine)
+            .ok_or_else(|| anyhow::anyhow!("{first_nine} are not nine digits"))?;
         let home = Jurisdiction::parse(rng.pick::<&str>(&jurisdiction::ALL))?;
         let second = Jurisdiction::parse(rng.pick::<&str>(&jurisdiction::ALL))?;
         let (first, last) = (rng.pick(FIRST), rng.pick(LAST));
@@ -165,8 +145,7 @@ pub async fn load(state: &AppState, seed: u64) -> anyhow::Result<DemoReport> {
 
 /// Waits until the credentialing read model has applied everything written so far.
 async fn caught_up(state: &AppState) -> anyhow::Result<()> {
-    let head = state.store.head().await?;
-    projections::wait::until_applied(&state.store, "credentialing", head, Duration::from_secs(60))
+    projections::wait::until_caught_up(&state.store, &["credentialing"], Duration::from_secs(60))
         .await
         .map_err(|e| anyhow::anyhow!("the credentialing read model did not catch up: {e}"))
 }

@@ -483,33 +483,21 @@ impl NotificationDispatch {
         else {
             return Ok(Sent::Skipped);
         };
-        let row = projections::notifications::get(&self.deps.pool, id)
-            .await
-            .map_err(|e| e.to_string())?;
+        // Everything the delivery says is in the notification's own events.
         let (_, state) = handler.load(id).await.map_err(|e| e.to_string())?;
-        let message = state.message.clone().unwrap_or(notification::Message {
-            subject: String::new(),
-            body: String::new(),
-        });
+        let (Some(content), Some(message)) = (state.content, state.message) else {
+            return Err(format!("notification {id} has no content"));
+        };
         let delivery = Delivery {
             notification_id: id,
             attempt,
-            severity: state.severity.map_or("info", |s| s.as_str()).to_owned(),
+            severity: content.severity.as_str().to_owned(),
             subject: message.subject,
             body: message.body,
-            physician_name: row
-                .as_ref()
-                .map(|r| r.physician_name.clone())
-                .unwrap_or_default(),
-            credential_kind: row
-                .as_ref()
-                .map(|r| r.credential_kind.clone())
-                .unwrap_or_default(),
-            jurisdiction: row
-                .as_ref()
-                .map(|r| r.jurisdiction.clone())
-                .unwrap_or_default(),
-            expiry: state.expiry.unwrap_or_default(),
+            physician_name: content.physician_name,
+            credential_kind: content.credential_kind.as_str().to_owned(),
+            jurisdiction: content.jurisdiction.to_string(),
+            expiry: content.expiry,
             trigger_days: i32::try_from(state.trigger_days).unwrap_or(0),
         };
         let (command, sent) = match self.deps.channel.send(&delivery).await {

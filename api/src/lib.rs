@@ -7,6 +7,7 @@
 //! - [`error`]: [`error::ApiError`], the one mapping from failures to problem+json responses.
 //! - [`db`]: connecting, creating the database if missing, migrating, and the clear message when
 //!   no server answers.
+//! - [`rng`]: the seeded generator behind demo and benchmark data.
 //! - [`notify`]: notification channels (signed webhook, log).
 //! - [`demo`]: `caseledger demo`, the seed's scale of credentialing data.
 //! - [`jobs`]: the scheduled jobs (renewal scan, renewal expiry) on the shared job runner.
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod permissions;
+pub mod rng;
 pub mod routes;
 
 use std::time::Duration;

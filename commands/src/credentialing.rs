@@ -30,7 +30,7 @@ use crate::codec::{self, CodecError};
 use crate::cursor::Cursor;
 use crate::error::StoreError;
 use crate::event::Metadata;
-use crate::handler::{CommandHandler, CommandOutcome, HandleError};
+use crate::handler::{service_error_from_handle_error, CommandHandler, CommandOutcome};
 use crate::store::{EventStore, ExpectedVersion, StreamAppend};
 
 /// Why a credentialing command did not happen.
@@ -50,27 +50,13 @@ pub enum CredentialingError {
     TooManyConflicts { attempts: u32 },
 }
 
-macro_rules! from_handle_error {
-    ($error:ty, $not_found:expr) => {
-        impl From<HandleError<$error>> for CredentialingError {
-            fn from(e: HandleError<$error>) -> Self {
-                match e {
-                    HandleError::Rejected(r) => r.into(),
-                    // An id of another kind of record names no record of this kind.
-                    HandleError::Store(StoreError::StreamTypeMismatch { .. }) => $not_found.into(),
-                    HandleError::Store(s) => s.into(),
-                    HandleError::Codec(c) => c.into(),
-                    HandleError::TooManyConflicts { attempts, .. } => {
-                        CredentialingError::TooManyConflicts { attempts }
-                    }
-                }
-            }
-        }
-    };
-}
-from_handle_error!(PhysicianError, PhysicianError::NotFound);
-from_handle_error!(CredentialError, CredentialError::NotFound);
-from_handle_error!(RenewalError, RenewalError::NotFound);
+service_error_from_handle_error!(CredentialingError, PhysicianError, PhysicianError::NotFound);
+service_error_from_handle_error!(
+    CredentialingError,
+    CredentialError,
+    CredentialError::NotFound
+);
+service_error_from_handle_error!(CredentialingError, RenewalError, RenewalError::NotFound);
 
 /// What a renewal command did.
 #[derive(Debug, Clone, PartialEq)]

@@ -53,6 +53,31 @@ pub enum HandleError<E: std::error::Error + 'static> {
     TooManyConflicts { stream_id: Uuid, attempts: u32 },
 }
 
+/// `From<HandleError<$error>>` for a service's error type `$service`, which has `Store`,
+/// `Codec` and `TooManyConflicts { attempts }` variants and converts from `$error`. An id of
+/// another kind of record (a stream-type mismatch) becomes `$not_found`: it names no record of
+/// this kind.
+macro_rules! service_error_from_handle_error {
+    ($service:ident, $error:ty, $not_found:expr) => {
+        impl From<$crate::handler::HandleError<$error>> for $service {
+            fn from(e: $crate::handler::HandleError<$error>) -> Self {
+                use $crate::error::StoreError;
+                use $crate::handler::HandleError;
+                match e {
+                    HandleError::Rejected(r) => r.into(),
+                    HandleError::Store(StoreError::StreamTypeMismatch { .. }) => $not_found.into(),
+                    HandleError::Store(s) => $service::Store(s),
+                    HandleError::Codec(c) => $service::Codec(c),
+                    HandleError::TooManyConflicts { attempts, .. } => {
+                        $service::TooManyConflicts { attempts }
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use service_error_from_handle_error;
+
 /// Bounded map of the last state seen per stream.
 struct StateCache<A> {
     entries: HashMap<Uuid, (u64, A)>,

@@ -109,6 +109,39 @@ pub struct JobStatus {
     pub last_run: Option<JobRun>,
 }
 
+/// A job's schedule row with its latest run, if any.
+#[derive(sqlx::FromRow)]
+struct StatusRow {
+    name: String,
+    interval_seconds: i64,
+    paused: bool,
+    next_run_at: DateTime<Utc>,
+    run_id: Option<Uuid>,
+    trigger: Option<String>,
+    requested_by: Option<String>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    status: Option<String>,
+    result: Option<Value>,
+    error: Option<String>,
+}
+
+impl StatusRow {
+    fn last_run(&self) -> Option<JobRun> {
+        Some(JobRun {
+            run_id: self.run_id?,
+            job: self.name.clone(),
+            trigger: self.trigger.clone()?,
+            requested_by: self.requested_by.clone()?,
+            started_at: self.started_at?,
+            finished_at: self.finished_at,
+            status: self.status.clone()?,
+            result: self.result.clone(),
+            error: self.error.clone(),
+        })
+    }
+}
+
 /// Runs jobs on their schedules and on request; cheap to clone.
 #[derive(Clone)]
 pub struct JobRunner {
@@ -174,31 +207,26 @@ impl JobRunner {
     /// Makes sure every job has a schedule row, with the configured interval. A new job is due
     /// at once.
     pub async fn register(&self) -> Result<(), JobError> {
-        let now = self.clock.now();
         for job in self.jobs.iter() {
-            let seconds =
-                i64::try_from(self.interval(job.as_ref()).as_secs().max(1)).unwrap_or(i64::MAX);
-            sqlx::query(
-                "INSERT INTO jobs (name, interval_seconds, next_run_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO UPDATE SET interval_seconds = excluded.interval_seconds",
-            )
-            .bind(job.name())
-            .bind(seconds)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+            self.write_row(job.as_ref(), true).await?;
         }
         Ok(())
     }
 
-    /// Gives `job` a schedule row if it has none (a run or a status request may come before
-    /// the scheduler registered the jobs).
-    async fn ensure_row(&self, job: &dyn Job) -> Result<(), JobError> {
+    /// Gives `job` its schedule row, due now if new. With `configure`, an existing row takes
+    /// the configured interval (server start); without, it is left as it is (a run that comes
+    /// before the scheduler registered the jobs).
+    async fn write_row(&self, job: &dyn Job, configure: bool) -> Result<(), JobError> {
         let seconds = i64::try_from(self.interval(job).as_secs().max(1)).unwrap_or(i64::MAX);
-        sqlx::query(
+        let on_conflict = if configure {
+            "DO UPDATE SET interval_seconds = excluded.interval_seconds"
+        } else {
+            "DO NOTHING"
+        };
+        sqlx::query(&format!(
             "INSERT INTO jobs (name, interval_seconds, next_run_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO NOTHING",
-        )
+             ON CONFLICT (name) {on_conflict}"
+        ))
         .bind(job.name())
         .bind(seconds)
         .bind(self.clock.now())
@@ -251,7 +279,7 @@ impl JobRunner {
         requested_by: &str,
     ) -> Result<Option<JobRun>, JobError> {
         let name = job.name();
-        self.ensure_row(job.as_ref()).await?;
+        self.write_row(job.as_ref(), false).await?;
         let mut lock = self.pool.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext($2))")
             .bind(JOB_LOCK)
@@ -330,28 +358,43 @@ impl JobRunner {
 
     /// Every job with its schedule and last run.
     pub async fn status(&self) -> Result<Vec<JobStatus>, JobError> {
-        for job in self.jobs.iter() {
-            self.ensure_row(job.as_ref()).await?;
-        }
-        let rows: Vec<(String, i64, bool, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT name, interval_seconds, paused, next_run_at FROM jobs ORDER BY name",
+        // Each job's row and its latest run, in one query.
+        let rows: Vec<StatusRow> = sqlx::query_as(
+            "SELECT j.name, j.interval_seconds, j.paused, j.next_run_at, \
+                    r.run_id, r.trigger, r.requested_by, r.started_at, r.finished_at, \
+                    r.status, r.result, r.error \
+             FROM jobs j LEFT JOIN LATERAL ( \
+                 SELECT * FROM job_runs WHERE job = j.name \
+                 ORDER BY started_at DESC, run_id LIMIT 1) r ON true",
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::new();
-        for (name, interval_seconds, paused, next_run_at) in rows {
-            let Some(job) = self.job(&name) else { continue };
-            let last_run = self.runs(&name, 1).await?.into_iter().next();
-            out.push(JobStatus {
-                description: job.description().to_owned(),
-                running: last_run.as_ref().is_some_and(|r| r.status == "running"),
-                name,
-                interval_seconds,
-                paused,
-                next_run_at,
-                last_run,
-            });
-        }
+        let mut out: Vec<JobStatus> = self
+            .jobs
+            .iter()
+            .map(|job| {
+                let name = job.name();
+                let row = rows.iter().find(|r| r.name == name);
+                let last_run = row.and_then(StatusRow::last_run);
+                JobStatus {
+                    name: name.to_owned(),
+                    description: job.description().to_owned(),
+                    // Not registered yet: what registering will make it.
+                    interval_seconds: row.map_or_else(
+                        || {
+                            i64::try_from(self.interval(job.as_ref()).as_secs().max(1))
+                                .unwrap_or(i64::MAX)
+                        },
+                        |r| r.interval_seconds,
+                    ),
+                    paused: row.is_some_and(|r| r.paused),
+                    running: last_run.as_ref().is_some_and(|r| r.status == "running"),
+                    next_run_at: row.map_or_else(|| self.clock.now(), |r| r.next_run_at),
+                    last_run,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 

@@ -23,7 +23,9 @@ use crate::codec::{self, CodecError};
 use crate::cursor::Cursor;
 use crate::error::StoreError;
 use crate::event::{Metadata, NewEvent};
-use crate::handler::{CommandHandler, CommandOutcome, HandleError};
+use crate::handler::{
+    service_error_from_handle_error, CommandHandler, CommandOutcome, HandleError,
+};
 use crate::store::{EventStore, ExpectedVersion, StreamAppend};
 
 /// Why a practice command did not happen.
@@ -41,25 +43,12 @@ pub enum PracticeServiceError {
     TooManyConflicts { attempts: u32 },
 }
 
-macro_rules! from_handle_error {
-    ($error:ty, $not_found:expr) => {
-        impl From<HandleError<$error>> for PracticeServiceError {
-            fn from(e: HandleError<$error>) -> Self {
-                match e {
-                    HandleError::Rejected(r) => r.into(),
-                    HandleError::Store(StoreError::StreamTypeMismatch { .. }) => $not_found.into(),
-                    HandleError::Store(s) => s.into(),
-                    HandleError::Codec(c) => c.into(),
-                    HandleError::TooManyConflicts { attempts, .. } => {
-                        PracticeServiceError::TooManyConflicts { attempts }
-                    }
-                }
-            }
-        }
-    };
-}
-from_handle_error!(PracticeError, PracticeError::NotFound);
-from_handle_error!(MembershipError, MembershipError::UnknownPhysician);
+service_error_from_handle_error!(PracticeServiceError, PracticeError, PracticeError::NotFound);
+service_error_from_handle_error!(
+    PracticeServiceError,
+    MembershipError,
+    MembershipError::UnknownPhysician
+);
 
 impl From<HandleError<domain::physician::PhysicianError>> for PracticeServiceError {
     fn from(e: HandleError<domain::physician::PhysicianError>) -> Self {
@@ -84,6 +73,15 @@ const MAX_ATTEMPTS: u32 = 16;
 pub struct Assigned<O> {
     pub physician_id: Uuid,
     pub outcome: O,
+    pub cursor: Option<Cursor>,
+}
+
+/// What a multi-stream practice command wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The physician's membership stream version after the command.
+    pub membership_version: u64,
+    /// Read-order cursor of the last event written, for read-your-writes.
     pub cursor: Option<Cursor>,
 }
 
@@ -188,11 +186,11 @@ impl Practices {
                 encode_membership(membership_id, mv, &membership_events)?,
                 encode_practice(practice_id, pv, &practice_events)?,
             ];
-            if let Some(cursor) = self.append(&parts, metadata).await? {
+            if let Some(written) = self.append(&parts, metadata).await? {
                 return Ok(Assigned {
                     physician_id,
                     outcome,
-                    cursor,
+                    cursor: written.cursor,
                 });
             }
         }
@@ -230,11 +228,11 @@ impl Practices {
                 encode_membership(membership_id, mv, &membership_events)?,
                 encode_practice(practice_id, pv, &practice_events)?,
             ];
-            if let Some(cursor) = self.append(&parts, metadata).await? {
+            if let Some(written) = self.append(&parts, metadata).await? {
                 return Ok(Assigned {
                     physician_id,
                     outcome,
-                    cursor,
+                    cursor: written.cursor,
                 });
             }
         }
@@ -251,7 +249,7 @@ impl Practices {
         from: Uuid,
         to: Uuid,
         metadata: &Metadata,
-    ) -> Result<Option<Cursor>, PracticeServiceError> {
+    ) -> Result<Written, PracticeServiceError> {
         for _ in 0..MAX_ATTEMPTS {
             let (exists, active) = self.standing(physician_id).await?;
             if !exists {
@@ -278,8 +276,8 @@ impl Practices {
                 encode_practice(from, fv, &old_events)?,
                 encode_practice(to, tv, &new_events)?,
             ];
-            if let Some(cursor) = self.append(&parts, metadata).await? {
-                return Ok(cursor);
+            if let Some(written) = self.append(&parts, metadata).await? {
+                return Ok(written);
             }
         }
         Err(PracticeServiceError::TooManyConflicts {
@@ -287,12 +285,12 @@ impl Practices {
         })
     }
 
-    /// `Some(cursor)` when written, `None` when a stream moved (decide again).
+    /// What was written, or `None` when a stream moved (decide again).
     async fn append(
         &self,
         parts: &[(Uuid, &'static str, u64, Vec<NewEvent>)],
         metadata: &Metadata,
-    ) -> Result<Option<Option<Cursor>>, PracticeServiceError> {
+    ) -> Result<Option<Written>, PracticeServiceError> {
         let appends: Vec<StreamAppend<'_>> = parts
             .iter()
             .map(|(id, stream_type, version, events)| StreamAppend {
@@ -303,7 +301,10 @@ impl Practices {
             })
             .collect();
         match self.store.append_streams(&appends, metadata, None).await {
-            Ok(done) => Ok(Some(done.appended.iter().filter_map(|a| a.cursor).max())),
+            Ok(done) => Ok(Some(Written {
+                membership_version: done.appended.first().map_or(0, |a| a.last_version),
+                cursor: done.appended.iter().filter_map(|a| a.cursor).max(),
+            })),
             Err(e) if e.is_conflict() => Ok(None),
             Err(e) => Err(e.into()),
         }

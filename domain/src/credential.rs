@@ -283,25 +283,32 @@ impl Aggregate for Credential {
         match command {
             C::Register { .. } => Err(Err_::AlreadyRegistered),
             _ if self.revoked && !matches!(command, C::CloseRenewal { .. }) => Err(Err_::Revoked),
-            C::CorrectExpiry { expiry: new } if plausible_date("expiry", *new).is_err() => {
-                plausible_date("expiry", *new).map(|_| Vec::new())
+            C::CorrectExpiry { expiry: new } => {
+                plausible_date("expiry", *new)?;
+                // The open renewal's deadline is the old expiry: close it first.
+                if let Some(renewal_id) = self.open_renewal {
+                    return Err(Err_::RenewalStillOpen { renewal_id });
+                }
+                if *new == expiry {
+                    return Err(Err_::SameExpiry { expiry });
+                }
+                Ok(vec![E::CredentialExpiryCorrected {
+                    previous_expiry: expiry,
+                    expiry: *new,
+                }])
             }
-            C::CorrectExpiry { .. } if self.open_renewal.is_some() => Err(Err_::RenewalStillOpen {
-                renewal_id: self.open_renewal.unwrap_or_default(),
-            }),
-            C::CorrectExpiry { expiry: new } if *new == expiry => Err(Err_::SameExpiry { expiry }),
-            C::CorrectExpiry { expiry: new } => Ok(vec![E::CredentialExpiryCorrected {
-                previous_expiry: expiry,
-                expiry: *new,
-            }]),
-            C::Revoke { reason } if reason.trim().is_empty() => Err(Err_::MissingReason),
-            C::Revoke { .. } if self.open_renewal.is_some() => Err(Err_::RenewalStillOpen {
-                renewal_id: self.open_renewal.unwrap_or_default(),
-            }),
-            C::Revoke { reason } => Ok(vec![E::CredentialRevoked {
-                reason: reason.trim().to_owned(),
-                at: now,
-            }]),
+            C::Revoke { reason } => {
+                if reason.trim().is_empty() {
+                    return Err(Err_::MissingReason);
+                }
+                if let Some(renewal_id) = self.open_renewal {
+                    return Err(Err_::RenewalStillOpen { renewal_id });
+                }
+                Ok(vec![E::CredentialRevoked {
+                    reason: reason.trim().to_owned(),
+                    at: now,
+                }])
+            }
             C::OpenRenewal { renewal_id } => {
                 if let Some(open) = self.open_renewal {
                     return Err(Err_::RenewalAlreadyOpen { renewal_id: open });

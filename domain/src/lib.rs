@@ -6,6 +6,7 @@
 //!   synchronous; time arrives as the `now` argument and look-ups arrive inside the command, so the
 //!   same inputs always give the same answer and tests need no database.
 //! - [`user`]: people who log in: roles, password rules, failed logins and lockout.
+//! - [`contact`]: checks shared by everything that carries contact details.
 //! - [`physician`]: physicians and their NPI; [`credential`]: licences, DEA and CSR
 //!   registrations and their one open renewal; [`renewal`]: the renewal lifecycle, checklists,
 //!   progress and timeline; [`jurisdiction`]: US state codes and their renewal cycles.
@@ -26,6 +27,7 @@
 //! struct variants: the tag becomes the stored event type and the content the stored JSON object.
 
 pub mod allocation;
+pub mod contact;
 pub mod credential;
 pub mod jurisdiction;
 pub mod notification;

@@ -294,10 +294,11 @@ pub enum NotificationError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Notification {
     pub status: Option<NotificationStatus>,
-    pub severity: Option<Severity>,
     pub trigger_days: u32,
     pub credential_id: Option<Uuid>,
-    pub expiry: Option<NaiveDate>,
+    /// The facts the message was made from (severity and expiry among them), so that a
+    /// delivery carries them without looking anything up.
+    pub content: Option<NotificationContent>,
     pub message: Option<Message>,
     /// Attempts started so far.
     pub attempts: u32,
@@ -442,17 +443,15 @@ impl Aggregate for Notification {
             E::NotificationScheduled {
                 credential_id,
                 trigger_days,
-                severity,
                 content,
                 message,
                 due_at,
                 ..
             } => {
                 self.status = Some(S::Pending);
-                self.severity = Some(*severity);
                 self.trigger_days = *trigger_days;
                 self.credential_id = *credential_id;
-                self.expiry = Some(content.expiry);
+                self.content = Some(content.clone());
                 self.message = Some(message.clone());
                 self.allowed_attempts = MAX_ATTEMPTS;
                 self.next_attempt_at = Some(*due_at);

@@ -41,7 +41,13 @@ impl Npi {
         Ok(Npi(value.to_owned()))
     }
 
-    /// The check digit that completes nine digits into an NPI (for generating test data).
+    /// The NPI that nine digits become with their check digit (for generating data).
+    pub fn with_check_digit(first_nine: &str) -> Option<Npi> {
+        let digit = Self::check_digit(first_nine)?;
+        Some(Npi(format!("{first_nine}{digit}")))
+    }
+
+    /// The check digit that completes nine digits into an NPI.
     pub fn check_digit(first_nine: &str) -> Option<u8> {
         if first_nine.len() != 9 || !first_nine.bytes().all(|b| b.is_ascii_digit()) {
             return None;
@@ -124,13 +130,7 @@ impl PhysicianDetails {
                 reason: "give 1 to 200 characters",
             });
         }
-        let email = self.email.trim();
-        let plausible = email.len() <= 254
-            && email
-                .split_once('@')
-                .is_some_and(|(local, host)| !local.is_empty() && host.contains('.'))
-            && !email.contains(char::is_whitespace);
-        if !plausible {
+        if !crate::contact::plausible_email(self.email.trim()) {
             return Err(PhysicianError::InvalidField {
                 field: "email",
                 reason: "not an e-mail address",

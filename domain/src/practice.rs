@@ -278,14 +278,6 @@ pub fn name_key(name: &str) -> String {
     collapse_spaces(&name.to_lowercase())
 }
 
-fn plausible_email(email: &str) -> bool {
-    email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(local, host)| !local.is_empty() && host.contains('.'))
-        && !email.contains(char::is_whitespace)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Practice
 // ---------------------------------------------------------------------------------------------
@@ -313,7 +305,7 @@ impl PracticeDetails {
         check_text("name", &self.name, UP_TO_200)?;
         check_text("specialty", &self.specialty, UP_TO_100)?;
         check_address(&self.address, ["address.street", "address.city"])?;
-        if !plausible_email(self.email.trim()) {
+        if !crate::contact::plausible_email(self.email.trim()) {
             return Err(PracticeError::InvalidField {
                 field: "email",
                 reason: "not an e-mail address",

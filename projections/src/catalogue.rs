@@ -68,11 +68,8 @@ impl Projection for StreamCatalogue {
             let mut deltas: std::collections::HashMap<Uuid, Delta> =
                 std::collections::HashMap::new();
             for e in events {
-                let version = i64::try_from(e.version).map_err(|_| ApplyError::Event {
-                    position: e.cursor.position,
-                    event_type: e.event_type.clone(),
-                    reason: "version out of range".into(),
-                })?;
+                let version = i64::try_from(e.version)
+                    .map_err(|_| ApplyError::at(e, "version out of range"))?;
                 deltas
                     .entry(e.stream_id)
                     .and_modify(|d| {

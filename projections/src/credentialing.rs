@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use commands::{codec, RecordedEvent};
+use commands::RecordedEvent;
 use domain::credential::{Credential, CredentialEvent, CredentialKind};
 use domain::jurisdiction::Jurisdiction;
 use domain::physician::{Physician, PhysicianEvent};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::projection::{ApplyError, Projection};
+use crate::projection::{decode, like_pattern, ApplyError, Projection};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CredentialingModel;
@@ -341,14 +341,6 @@ impl RenewalRow {
     }
 }
 
-fn undecodable(e: &RecordedEvent, reason: impl ToString) -> ApplyError {
-    ApplyError::Event {
-        position: e.cursor.position,
-        event_type: e.event_type.clone(),
-        reason: reason.to_string(),
-    }
-}
-
 impl Projection for CredentialingModel {
     fn name(&self) -> &'static str {
         "credentialing"
@@ -378,7 +370,9 @@ impl Projection for CredentialingModel {
                 .filter(|e| e.stream_type == Renewal::STREAM_TYPE)
                 .map(|e| e.stream_id)
                 .collect();
-            let mut renewals: HashMap<Uuid, Option<RenewalRow>> = HashMap::new();
+            // Every row loaded belongs to a renewal with an event in this page, so every entry
+            // is written back at the end.
+            let mut renewals: HashMap<Uuid, RenewalRow> = HashMap::new();
             if !renewal_ids.is_empty() {
                 let rows: Vec<RenewalRow> = sqlx::query_as(&format!(
                     "SELECT {RENEWAL_COLUMNS} FROM renewals WHERE renewal_id = ANY($1)"
@@ -386,39 +380,32 @@ impl Projection for CredentialingModel {
                 .bind(&renewal_ids)
                 .fetch_all(&mut *conn)
                 .await?;
-                for row in rows {
-                    renewals.insert(row.renewal_id, Some(row));
-                }
+                renewals.extend(rows.into_iter().map(|row| (row.renewal_id, row)));
             }
-            let mut touched: Vec<Uuid> = Vec::new();
             for e in events {
                 match e.stream_type.as_str() {
                     Renewal::STREAM_TYPE => {
-                        let event = codec::decode::<Renewal>(e).map_err(|r| undecodable(e, r))?;
-                        let previous = renewals.remove(&e.stream_id).flatten();
+                        let event = decode::<Renewal>(e)?;
+                        let previous = renewals.remove(&e.stream_id);
                         let next = RenewalRow::evolve(previous, e.stream_id, &event, e)
-                            .ok_or_else(|| undecodable(e, "renewal event before its initiation"))?;
-                        renewals.insert(e.stream_id, Some(next));
-                        if !touched.contains(&e.stream_id) {
-                            touched.push(e.stream_id);
-                        }
+                            .ok_or_else(|| {
+                                ApplyError::at(e, "renewal event before its initiation")
+                            })?;
+                        renewals.insert(e.stream_id, next);
                     }
                     Physician::STREAM_TYPE => {
-                        let event = codec::decode::<Physician>(e).map_err(|r| undecodable(e, r))?;
+                        let event = decode::<Physician>(e)?;
                         apply_physician(conn, e, &event).await?;
                     }
                     Credential::STREAM_TYPE => {
-                        let event =
-                            codec::decode::<Credential>(e).map_err(|r| undecodable(e, r))?;
+                        let event = decode::<Credential>(e)?;
                         apply_credential(conn, e, &event).await?;
                     }
                     _ => {}
                 }
             }
-            for id in touched {
-                if let Some(Some(row)) = renewals.get(&id) {
-                    upsert_renewal(conn, row).await?;
-                }
+            for row in renewals.values() {
+                upsert_renewal(conn, row).await?;
             }
             Ok(())
         })
@@ -817,18 +804,7 @@ pub async fn list_physicians(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<PhysicianRow>, i64), sqlx::Error> {
-    // LIKE wildcards in the search are matched literally; NUL cannot reach PostgreSQL.
-    let pattern = search.map(|s| {
-        let escaped: String = s
-            .chars()
-            .filter(|c| *c != '\0')
-            .flat_map(|c| match c {
-                '%' | '_' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        format!("%{escaped}%")
-    });
+    let pattern = search.map(like_pattern);
     let filter = "($1::text IS NULL OR name ILIKE $1 ESCAPE '\\' OR npi LIKE $1 ESCAPE '\\' \
                   OR specialty ILIKE $1 ESCAPE '\\') \
                   AND ($2::boolean IS NULL OR active = $2)";

@@ -7,14 +7,14 @@
 //! back, so a rebuild still equals the live model.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use commands::{codec, RecordedEvent};
+use commands::RecordedEvent;
 use domain::notification::{Notification, NotificationEvent};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::projection::{ApplyError, Projection};
+use crate::projection::{decode, ApplyError, Projection};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NotificationsModel;
@@ -121,11 +121,7 @@ impl Projection for NotificationsModel {
     ) -> BoxFuture<'a, Result<(), ApplyError>> {
         Box::pin(async move {
             for e in events {
-                let event = codec::decode::<Notification>(e).map_err(|r| ApplyError::Event {
-                    position: e.cursor.position,
-                    event_type: e.event_type.clone(),
-                    reason: r.to_string(),
-                })?;
+                let event = decode::<Notification>(e)?;
                 apply_one(conn, e, &event).await?;
             }
             Ok(())

@@ -4,14 +4,14 @@
 //! credentialing read model, joined at query time.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use commands::{codec, RecordedEvent};
+use commands::RecordedEvent;
 use domain::practice::{Practice, PracticeEvent};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::projection::{ApplyError, Projection};
+use crate::projection::{decode, like_pattern, ApplyError, Projection};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PracticesModel;
@@ -118,11 +118,7 @@ impl Projection for PracticesModel {
     ) -> BoxFuture<'a, Result<(), ApplyError>> {
         Box::pin(async move {
             for e in events {
-                let event = codec::decode::<Practice>(e).map_err(|r| ApplyError::Event {
-                    position: e.cursor.position,
-                    event_type: e.event_type.clone(),
-                    reason: r.to_string(),
-                })?;
+                let event = decode::<Practice>(e)?;
                 apply_one(conn, e, &event).await?;
             }
             Ok(())
@@ -272,19 +268,6 @@ const PRACTICE_SELECT: &str = "SELECT p.practice_id, p.name, p.kind, p.specialty
     p.zip, p.phone, p.email, p.npi, p.ein, p.active, \
     (SELECT count(*) FROM read_models.practice_members m WHERE m.practice_id = p.practice_id) AS physician_count, \
     p.created_at, p.updated_at FROM read_models.practices p";
-
-/// `%term%` with LIKE wildcards matched literally and NUL dropped.
-fn like_pattern(term: &str) -> String {
-    let escaped: String = term
-        .chars()
-        .filter(|c| *c != '\0')
-        .flat_map(|c| match c {
-            '%' | '_' | '\\' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
-    format!("%{escaped}%")
-}
 
 /// Practices by name, filtered, one page, and the total.
 pub async fn list(

@@ -18,6 +18,36 @@ pub enum ApplyError {
     },
 }
 
+impl ApplyError {
+    /// The event `e` cannot be applied, and why.
+    pub fn at(e: &RecordedEvent, reason: impl ToString) -> Self {
+        ApplyError::Event {
+            position: e.cursor.position,
+            event_type: e.event_type.clone(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// `e` as an event of aggregate `A`; one that does not decode is an [`ApplyError`] naming it.
+pub fn decode<A: domain::Aggregate>(e: &RecordedEvent) -> Result<A::Event, ApplyError> {
+    commands::codec::decode::<A>(e).map_err(|reason| ApplyError::at(e, reason))
+}
+
+/// `%term%` for `LIKE ... ESCAPE '\'`: the term's own wildcards match literally, and NUL
+/// (which PostgreSQL text cannot hold) is dropped.
+pub fn like_pattern(term: &str) -> String {
+    let escaped: String = term
+        .chars()
+        .filter(|c| *c != '\0')
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{escaped}%")
+}
+
 /// A read model built from the log.
 ///
 /// The runtime calls [`apply`](Projection::apply) inside a transaction whose `search_path` is

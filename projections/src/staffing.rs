@@ -15,7 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use commands::{codec, RecordedEvent};
+use commands::RecordedEvent;
 use domain::allocation::Candidate;
 use domain::staff::{GeoPoint, StaffEvent, StaffMember, StaffPreferences, TimeSlot};
 use domain::work_allocation::{WorkAllocation, WorkAllocationEvent};
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::projection::{ApplyError, Projection};
+use crate::projection::{decode, like_pattern, ApplyError, Projection};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StaffingModel;
@@ -112,14 +112,6 @@ const EVENT_TYPES: &[&str] = &[
     "WorkAllocationReleased",
 ];
 
-fn undecodable(e: &RecordedEvent, reason: impl ToString) -> ApplyError {
-    ApplyError::Event {
-        position: e.cursor.position,
-        event_type: e.event_type.clone(),
-        reason: reason.to_string(),
-    }
-}
-
 impl Projection for StaffingModel {
     fn name(&self) -> &'static str {
         NAME
@@ -147,14 +139,12 @@ impl Projection for StaffingModel {
             for e in events {
                 match e.stream_type.as_str() {
                     StaffMember::STREAM_TYPE => {
-                        let event =
-                            codec::decode::<StaffMember>(e).map_err(|r| undecodable(e, r))?;
+                        let event = decode::<StaffMember>(e)?;
                         apply_staff(conn, e, &event).await?;
                         applied += 1;
                     }
                     WorkAllocation::STREAM_TYPE => {
-                        let event =
-                            codec::decode::<WorkAllocation>(e).map_err(|r| undecodable(e, r))?;
+                        let event = decode::<WorkAllocation>(e)?;
                         apply_allocation(conn, e, &event).await?;
                         applied += 1;
                     }
@@ -197,7 +187,7 @@ async fn apply_staff(
             let kinds: Vec<&str> = preferences.work_kinds.iter().map(String::as_str).collect();
             let clients: Vec<Uuid> = preferences.clients.iter().copied().collect();
             let max_workload = i32::try_from(*max_workload)
-                .map_err(|_| undecodable(e, "max_workload out of range"))?;
+                .map_err(|_| ApplyError::at(e, "max_workload out of range"))?;
             // A profile update of a staff member the model does not know is a gap in the log;
             // inserting keeps the row complete either way (availability starts empty).
             sqlx::query(
@@ -248,9 +238,9 @@ async fn apply_allocation(
 ) -> Result<(), ApplyError> {
     match event {
         WorkAllocationEvent::WorkAllocated { work, decision, at } => {
-            let chosen = decision
-                .chosen_score()
-                .ok_or_else(|| undecodable(e, "the chosen staff member is not in the ranking"))?;
+            let chosen = decision.chosen_score().ok_or_else(|| {
+                ApplyError::at(e, "the chosen staff member is not in the ranking")
+            })?;
             let summary = serde_json::json!({
                 "weights": decision.weights,
                 "max_total": decision.weights.sum(),
@@ -338,19 +328,6 @@ const STAFF_SELECT: &str = "SELECT s.staff_id, s.name, s.skills, s.home_lat_e6, 
         s.availability, s.preferred_work_kinds, s.preferred_clients, s.registered_at, \
         s.updated_at, s.version \
      FROM read_models.staff_members s";
-
-fn like_pattern(search: &str) -> String {
-    // LIKE wildcards in the search are matched literally; NUL cannot reach PostgreSQL.
-    let escaped: String = search
-        .chars()
-        .filter(|c| *c != '\0')
-        .flat_map(|c| match c {
-            '%' | '_' | '\\' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
-    format!("%{escaped}%")
-}
 
 /// Staff members by name (optionally matching `search` in the name or a skill), one page, and
 /// the total matching.

@@ -58,3 +58,17 @@ pub async fn until_applied(
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Returns once each of `projections` has applied everything written before the call, or fails
+/// after `timeout` (each): for tools and tests that have just written and want to read.
+pub async fn until_caught_up(
+    store: &EventStore,
+    projections: &[&str],
+    timeout: Duration,
+) -> Result<(), WaitError> {
+    let head = store.head().await?;
+    for projection in projections {
+        until_applied(store, projection, head, timeout).await?;
+    }
+    Ok(())
+}

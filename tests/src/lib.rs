@@ -81,6 +81,19 @@ impl TestApp {
             .ok_or_else(|| anyhow::anyhow!("no token in {body}"))
     }
 
+    /// Waits until every read model has applied everything written so far.
+    pub async fn settle(&self) -> anyhow::Result<()> {
+        let names: Vec<&str> = self
+            .state
+            .projector
+            .projections()
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        projections::wait::until_caught_up(&self.store, &names, Duration::from_secs(10)).await?;
+        Ok(())
+    }
+
     /// A client that sends `token` with every request.
     pub fn client_with(token: &str) -> anyhow::Result<reqwest::Client> {
         let mut headers = reqwest::header::HeaderMap::new();
@@ -92,6 +105,14 @@ impl TestApp {
             .default_headers(headers)
             .build()?)
     }
+}
+
+/// A valid NPI made from a small number, so that each test physician gets its own.
+pub fn npi(n: u32) -> domain::physician::Npi {
+    let first_nine = format!("{:09}", 100_000_000 + n);
+    // Nine digits always take a check digit.
+    domain::physician::Npi::with_check_digit(&first_nine)
+        .unwrap_or_else(|| unreachable!("{first_nine} is nine digits"))
 }
 
 /// What a test may change before the server starts.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use commands::{ManualClock, Metadata};
 use domain::credential::CredentialKind;
 use domain::jurisdiction::Jurisdiction;
-use domain::physician::{Npi, PhysicianDetails};
+use domain::physician::PhysicianDetails;
 use domain::renewal::{Origin, RenewalCommand};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -22,25 +22,9 @@ fn start() -> anyhow::Result<DateTime<Utc>> {
         .ok_or_else(|| anyhow::anyhow!("bad start date"))
 }
 
-/// Waits until both read models the notification jobs read have caught up.
-async fn settle(app: &TestApp) -> anyhow::Result<()> {
-    let head = app.store.head().await?;
-    for projection in ["credentialing", "notifications"] {
-        projections::wait::until_applied(
-            &app.store,
-            projection,
-            head,
-            std::time::Duration::from_secs(10),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// A physician with one credential expiring on `expiry`, registered in process.
 async fn credential(app: &TestApp, n: u32, expiry: NaiveDate) -> anyhow::Result<Uuid> {
-    let nine = format!("{:09}", 200_000_000 + n);
-    let npi = Npi::parse(&format!("{nine}{}", Npi::check_digit(&nine).unwrap_or(0)))?;
+    let npi = caseledger_tests::npi(n);
     let meta = Metadata::by("test");
     let tx = Jurisdiction::parse("TX")?;
     let physician = app
@@ -119,7 +103,7 @@ async fn over_a_credentials_last_100_days_exactly_the_five_notifications_are_sch
     // Checks only start 25 days before this one expires (say, after downtime): only the most
     // urgent passed point is sent, not the 90- and 60-day ones.
     let late = credential(&app, 2, start()?.date_naive() + Duration::days(25)).await?;
-    settle(&app).await?;
+    app.settle().await?;
 
     let check = check(&app);
     for day in 0..=100 {
@@ -135,7 +119,7 @@ async fn over_a_credentials_last_100_days_exactly_the_five_notifications_are_sch
             assert_eq!(report.failed, 0, "{report:?}");
         }
     }
-    settle(&app).await?;
+    app.settle().await?;
     let rows = rows_for(&app, watched).await?;
     let got: Vec<(i32, &str)> = rows
         .iter()
@@ -248,16 +232,16 @@ async fn a_receiver_that_fails_twice_gets_three_attempts_at_0_4_and_16_hours_and
     let clock = ManualClock::at(start()?);
     let app = app_with_receiver(pool, &clock, &url).await?;
     let credential = credential(&app, 3, start()?.date_naive() + Duration::days(20)).await?;
-    settle(&app).await?;
+    app.settle().await?;
     check(&app).check(clock_now(&clock)).await?;
-    settle(&app).await?;
+    app.settle().await?;
     let dispatch = dispatcher(&app);
     let t0 = start()?;
     let mut reports = Vec::new();
     for hours in [0, 3, 4, 10, 16, 20] {
         clock.set(t0 + Duration::hours(hours));
         reports.push((hours, dispatch.dispatch(clock_now(&clock)).await?));
-        settle(&app).await?;
+        app.settle().await?;
     }
     let attempts_at: Vec<i64> = reports
         .iter()
@@ -302,14 +286,14 @@ async fn a_receiver_that_always_fails_leaves_the_notification_failed_for_good_wi
     let clock = ManualClock::at(start()?);
     let app = app_with_receiver(pool, &clock, &url).await?;
     let credential = credential(&app, 4, start()?.date_naive() + Duration::days(20)).await?;
-    settle(&app).await?;
+    app.settle().await?;
     check(&app).check(clock_now(&clock)).await?;
-    settle(&app).await?;
+    app.settle().await?;
     let dispatch = dispatcher(&app);
     for hours in [0, 4, 16, 40, 72, 100] {
         clock.set(start()? + Duration::hours(hours));
         dispatch.dispatch(clock_now(&clock)).await?;
-        settle(&app).await?;
+        app.settle().await?;
     }
     let rows = rows_for(&app, credential).await?;
     let row = &rows[0];
@@ -329,7 +313,7 @@ async fn a_receiver_that_always_fails_leaves_the_notification_failed_for_good_wi
         .send()
         .await?;
     assert_eq!(retried.status(), StatusCode::OK);
-    settle(&app).await?;
+    app.settle().await?;
     let report = dispatch.dispatch(clock_now(&clock)).await?;
     assert_eq!(report.failed_attempts, 1, "{report:?}");
     Ok(())
@@ -344,7 +328,7 @@ async fn approving_a_renewal_cancels_the_pending_notifications_for_the_old_expir
     let app = app_with_receiver(pool, &clock, &url).await?;
     let expiry = start()?.date_naive() + Duration::days(20);
     let credential = credential(&app, 5, expiry).await?;
-    settle(&app).await?;
+    app.settle().await?;
     check(&app).check(clock_now(&clock)).await?;
 
     // Renew it before the dispatcher runs.
@@ -365,10 +349,10 @@ async fn approving_a_renewal_cancels_the_pending_notifications_for_the_old_expir
     ] {
         c.renewal_command(renewal, command, &meta).await?;
     }
-    settle(&app).await?;
+    app.settle().await?;
     let report = dispatcher(&app).dispatch(clock_now(&clock)).await?;
     assert_eq!((report.cancelled, report.delivered), (1, 0), "{report:?}");
-    settle(&app).await?;
+    app.settle().await?;
     let rows = rows_for(&app, credential).await?;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, "cancelled");
@@ -446,9 +430,9 @@ async fn a_slow_or_unreachable_receiver_costs_a_failed_attempt_not_a_stalled_dis
         )
         .await?;
         let credential = credential(&app, n, start()?.date_naive() + Duration::days(20)).await?;
-        settle(&app).await?;
+        app.settle().await?;
         check(&app).check(clock_now(&clock)).await?;
-        settle(&app).await?;
+        app.settle().await?;
         let started = std::time::Instant::now();
         let report = dispatcher(&app).dispatch(clock_now(&clock)).await?;
         assert!(
@@ -456,7 +440,7 @@ async fn a_slow_or_unreachable_receiver_costs_a_failed_attempt_not_a_stalled_dis
             "the dispatcher stalled"
         );
         assert_eq!(report.failed_attempts, 1, "{report:?}");
-        settle(&app).await?;
+        app.settle().await?;
         let rows = rows_for(&app, credential).await?;
         assert_eq!(rows[0].status, "pending", "retried later");
         let error = rows[0].last_error.clone().unwrap_or_default();
@@ -472,9 +456,9 @@ async fn two_dispatchers_at_once_deliver_a_notification_once(pool: PgPool) -> an
     let clock = ManualClock::at(start()?);
     let app = app_with_receiver(pool, &clock, &url).await?;
     credential(&app, 8, start()?.date_naive() + Duration::days(5)).await?;
-    settle(&app).await?;
+    app.settle().await?;
     check(&app).check(clock_now(&clock)).await?;
-    settle(&app).await?;
+    app.settle().await?;
     // As if in two servers: separate command handlers (no shared in-process queue).
     let mut other = app.state.job_deps.clone();
     other.notifications = Arc::new(commands::CommandHandler::new(
@@ -506,12 +490,12 @@ async fn retention_drops_old_notifications_from_the_read_model_by_severity_and_k
     .await?;
     let info = credential(&app, 9, start()?.date_naive() + Duration::days(80)).await?;
     let warning = credential(&app, 10, start()?.date_naive() + Duration::days(20)).await?;
-    settle(&app).await?;
+    app.settle().await?;
     check(&app).check(clock_now(&clock)).await?;
-    settle(&app).await?;
+    app.settle().await?;
     let report = dispatcher(&app).dispatch(clock_now(&clock)).await?;
     assert_eq!(report.delivered, 2, "{report:?}");
-    settle(&app).await?;
+    app.settle().await?;
     let info_id = rows_for(&app, info).await?[0].notification_id;
 
     // Four months on: past the 3 months of info, within the 6 of warning.
@@ -526,7 +510,7 @@ async fn retention_drops_old_notifications_from_the_read_model_by_severity_and_k
         Some(serde_json::json!(1)),
         "{run:?}"
     );
-    settle(&app).await?;
+    app.settle().await?;
     assert!(rows_for(&app, info).await?.is_empty());
     assert_eq!(rows_for(&app, warning).await?.len(), 1);
     assert!(

@@ -1,17 +1,11 @@
 //! Practices and physician assignment end to end, over HTTP.
 
-use caseledger_tests::{spawn_app, TestApp};
+use caseledger_tests::{npi, spawn_app, TestApp};
 use chrono::{Duration, Utc};
-use domain::physician::Npi;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-fn npi(n: u32) -> String {
-    let nine = format!("{:09}", 300_000_000 + n);
-    format!("{nine}{}", Npi::check_digit(&nine).unwrap_or(0))
-}
 
 fn practice_body(name: &str, n: u32, state: &str) -> Value {
     json!({
@@ -64,20 +58,6 @@ async fn assign(app: &TestApp, practice: Uuid, ids: &[Uuid]) -> anyhow::Result<V
     .await?;
     anyhow::ensure!(status == StatusCode::OK, "{status}: {body}");
     Ok(body)
-}
-
-async fn settle(app: &TestApp) -> anyhow::Result<()> {
-    let head = app.store.head().await?;
-    for projection in ["credentialing", "practices"] {
-        projections::wait::until_applied(
-            &app.store,
-            projection,
-            head,
-            std::time::Duration::from_secs(10),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 #[sqlx::test(migrator = "commands::MIGRATOR")]
@@ -145,7 +125,7 @@ async fn bulk_assignment_applies_the_valid_physicians_and_reports_each_invalid_o
         .send()
         .await?;
     assert_eq!(moved.status(), StatusCode::OK);
-    settle(&app).await?;
+    app.settle().await?;
     let south_view: Value = app
         .client
         .get(app.url(&format!("/practices/{south}")))
@@ -181,7 +161,7 @@ async fn concurrent_bulk_assignments_never_put_a_physician_in_two_practices(
     let (first, second) = (first?, second?);
     let changed = first["changed"].as_u64().unwrap_or(0) + second["changed"].as_u64().unwrap_or(0);
     assert_eq!(changed, ids.len() as u64, "{first} {second}");
-    settle(&app).await?;
+    app.settle().await?;
     let members: i64 = sqlx::query_scalar("SELECT count(*) FROM read_models.practice_members")
         .fetch_one(app.store.pool())
         .await?;
@@ -290,7 +270,7 @@ async fn the_compliance_report_lists_physicians_without_a_licence_where_their_pr
         .await?;
     assert_eq!(licence.status(), StatusCode::CREATED);
     assign(&app, practice, &[doc]).await?;
-    settle(&app).await?;
+    app.settle().await?;
     let gaps: Value = app
         .client
         .get(app.url("/practices/reports/compliance"))

@@ -2,22 +2,14 @@
 
 use std::sync::Arc;
 
-use caseledger_tests::{spawn_app, spawn_app_with, Options, TestApp};
+use caseledger_tests::{npi, spawn_app, spawn_app_with, Options, TestApp};
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use commands::ManualClock;
-use domain::physician::Npi;
 use domain::user::Role;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-/// A valid NPI from a small number.
-fn npi(n: u32) -> String {
-    let first_nine = format!("{:09}", 100_000_000 + n);
-    let digit = Npi::check_digit(&first_nine).unwrap_or(0);
-    format!("{first_nine}{digit}")
-}
 
 async fn created(response: reqwest::Response) -> anyhow::Result<Value> {
     let status = response.status();
@@ -120,14 +112,7 @@ async fn a_dea_renewal_walks_from_initiation_to_approval_with_an_audit_trail(
     let expiry = today() + Duration::days(45);
     let dea = register_credential(&staff, &app, physician, "dea", "BT1234563", expiry).await?;
     // Whether the physician holds that CSR is read from the read model.
-    let head = app.store.head().await?;
-    projections::wait::until_applied(
-        &app.store,
-        "credentialing",
-        head,
-        std::time::Duration::from_secs(10),
-    )
-    .await?;
+    app.settle().await?;
 
     // Initiate, reading our own write through the read model.
     let opened = created(
@@ -405,14 +390,7 @@ async fn two_concurrent_scans_open_one_renewal_per_due_credential(
         today() - Duration::days(3),
     )
     .await?;
-    let cursor = app.store.head().await?;
-    projections::wait::until_applied(
-        &app.store,
-        "credentialing",
-        cursor,
-        std::time::Duration::from_secs(10),
-    )
-    .await?;
+    app.settle().await?;
 
     // The aggregates alone keep renewals unique: two scans running at once, bypassing the
     // runner's one-run-at-a-time lock.
@@ -434,16 +412,8 @@ async fn two_concurrent_scans_open_one_renewal_per_due_credential(
         assert_eq!(opened, 1, "credential {credential}");
     }
 
-    // Through the runner, a second run while one is in progress is refused, and a later
-    // run (over HTTP) finds nothing left to open.
-    let head = app.store.head().await?;
-    projections::wait::until_applied(
-        &app.store,
-        "credentialing",
-        head,
-        std::time::Duration::from_secs(10),
-    )
-    .await?;
+    // A later run, through the runner and over HTTP, finds nothing left to open.
+    app.settle().await?;
     let run: Value = app
         .client
         .post(app.url("/renewals/scan"))
@@ -610,21 +580,7 @@ async fn the_expiry_job_expires_open_renewals_once_their_credential_has_expired(
         )
         .await?,
     )?;
-    let wait = |app: &TestApp| {
-        let store = app.store.clone();
-        async move {
-            let head = store.head().await?;
-            projections::wait::until_applied(
-                &store,
-                "credentialing",
-                head,
-                std::time::Duration::from_secs(10),
-            )
-            .await?;
-            anyhow::Ok(())
-        }
-    };
-    wait(&app).await?;
+    app.settle().await?;
     app.state.jobs.register().await?;
 
     // On the expiry date the credential is still valid: nothing expires.
@@ -643,7 +599,7 @@ async fn the_expiry_job_expires_open_renewals_once_their_credential_has_expired(
         Some(json!(1)),
         "{run:?}"
     );
-    wait(&app).await?;
+    app.settle().await?;
     let row = projections::credentialing::renewal(app.store.pool(), renewal)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no row"))?;

@@ -43,6 +43,7 @@ use projections::Projection;
 
 use super::{fresh_database, median, ms, percentile};
 use crate::db::Database;
+use crate::rng::Rng;
 use crate::AppState;
 
 const DATABASE: &str = "caseledger_bench_allocation";
@@ -59,28 +60,6 @@ pub struct AllocationBench {
     pub runs: usize,
     /// Candidates returned per ranking.
     pub limit: usize,
-}
-
-/// SplitMix64: a small deterministic generator, so that every run ranks the same data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn uuid(&mut self) -> Uuid {
-        Uuid::from_u64_pair(self.next(), self.next())
-    }
 }
 
 const SKILLS: [&str; 20] = [

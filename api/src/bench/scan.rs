@@ -124,13 +124,11 @@ async fn one_run(pool: &PgPool, opts: &ScanBench) -> anyhow::Result<RunResult> {
     );
     let wakeups = store.spawn_wakeups();
     let tasks = projector.spawn();
-    let caught_up = async {
-        let head = store.head().await?;
-        projections::wait::until_applied(&store, "credentialing", head, Duration::from_secs(600))
-            .await
-            .map_err(|e| anyhow::anyhow!("read model did not catch up: {e}"))
-    };
-    caught_up.await?;
+    let caught_up =
+        || projections::wait::until_caught_up(&store, &["credentialing"], Duration::from_secs(600));
+    caught_up()
+        .await
+        .context("the read model did not catch up")?;
 
     let scan = RenewalScan {
         credentialing: credentialing.clone(),
@@ -146,10 +144,9 @@ async fn one_run(pool: &PgPool, opts: &ScanBench) -> anyhow::Result<RunResult> {
         opts.due,
         report.failed
     );
-    let head = store.head().await?;
-    projections::wait::until_applied(&store, "credentialing", head, Duration::from_secs(600))
+    caught_up()
         .await
-        .map_err(|e| anyhow::anyhow!("read model did not catch up: {e}"))?;
+        .context("the read model did not catch up")?;
     let started = Instant::now();
     let again = scan.scan(Utc::now()).await?;
     let rescan = started.elapsed();
@@ -179,7 +176,8 @@ async fn load(credentialing: &Arc<Credentialing>, opts: &ScanBench) -> anyhow::R
             let meta = meta.clone();
             async move {
                 let nine = format!("{:09}", 100_000_000 + i);
-                let npi = Npi::parse(&format!("{nine}{}", Npi::check_digit(&nine).unwrap_or(0)))?;
+                let npi = Npi::with_check_digit(&nine)
+                    .ok_or_else(|| anyhow::anyhow!("{nine} are not nine digits"))?;
                 let details = PhysicianDetails {
                     name: format!("Bench Physician {i}"),
                     email: format!("bench{i}@example.org"),

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::as_of;
 use crate::auth::Caller;
-use crate::consistency::wait_for_cursor;
+use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, ApiJson, CommandDone};
 use crate::AppState;
@@ -138,13 +138,6 @@ async fn command(
         .credential_command(id, command, &Metadata::by(caller.actor()))
         .await?;
     Ok(Json(CommandDone::new(id, outcome.version, outcome.cursor)))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ReadQuery {
-    /// Wait until the read model includes this cursor (a command's `cursor`).
-    min_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/credentials/{id}", tag = "credentials", security(("bearer" = [])),

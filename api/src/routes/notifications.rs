@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::consistency::wait_for_cursor;
+use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, CommandDone};
-use crate::jobs::NotificationDispatch;
+use crate::jobs::{NotificationDispatch, Sent};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -140,13 +140,6 @@ pub(crate) struct NotificationDetail {
     attempts: Vec<AttemptRow>,
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ReadQuery {
-    /// Wait until the read model includes this cursor.
-    min_cursor: Option<String>,
-}
-
 #[utoipa::path(get, path = "/notifications/{id}", tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path), ReadQuery),
     responses((status = 200, description = "The notification and its delivery history", body = NotificationDetail), (status = 404, body = crate::openapi::ProblemDoc)))]
@@ -258,25 +251,19 @@ pub(crate) async fn send_test(
     let dispatcher = NotificationDispatch {
         deps: state.job_deps.clone(),
     };
-    dispatcher
+    let sent = dispatcher
         .send_one(id, &metadata)
         .await
         .map_err(ApiError::internal)?;
-    let (_, sent) = handler.load(id).await.map_err(refused)?;
-    let row_detail = match sent.status {
-        Some(notification::NotificationStatus::Delivered) => (true, None),
-        _ => (
-            false,
-            Some("the channel refused it; see GET /notifications/{id}".to_owned()),
-        ),
-    };
+    let delivered = matches!(sent, Sent::Delivered);
     Ok((
         StatusCode::CREATED,
         Json(TestSent {
             notification_id: id,
             channel: state.job_deps.channel.name(),
-            delivered: row_detail.0,
-            detail: row_detail.1,
+            delivered,
+            detail: (!delivered)
+                .then(|| "the channel refused it; see GET /notifications/{id}".to_owned()),
         }),
     ))
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::as_of;
 use crate::auth::Caller;
-use crate::consistency::wait_for_cursor;
+use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, ApiJson, CommandDone};
 use crate::AppState;
@@ -206,13 +206,6 @@ pub(crate) struct PhysicianOverview {
     physician: PhysicianRow,
     /// Each credential with days to expiry (as of today) and its open renewal.
     credentials: Vec<CredentialRow>,
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ReadQuery {
-    /// Wait until the read model includes this cursor (a command's `cursor`).
-    min_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/physicians/{id}", tag = "physicians", security(("bearer" = [])),

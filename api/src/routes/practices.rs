@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::as_of;
 use crate::auth::Caller;
-use crate::consistency::wait_for_cursor;
+use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, ApiJson, CommandDone};
 use crate::AppState;
@@ -295,7 +295,7 @@ pub(crate) struct TransferBody {
 
 #[utoipa::path(post, path = "/practices/{id}/physicians/{physician_id}/transfer", tag = "practices", security(("bearer" = [])), request_body = TransferBody,
     params(("id" = Uuid, Path, description = "The practice the physician is in"), ("physician_id" = Uuid, Path)),
-    responses((status = 200, description = "Moved in one transaction", body = CommandDone),
+    responses((status = 200, description = "Moved in one transaction; `version` is the physician's practice-membership version", body = CommandDone),
         (status = 404, body = crate::openapi::ProblemDoc),
         (status = 409, description = "Not in this practice, target inactive, or the same practice", body = crate::openapi::ProblemDoc),
         (status = 422, body = crate::openapi::ProblemDoc)))]
@@ -306,7 +306,7 @@ pub(crate) async fn transfer(
     ApiJson(body): ApiJson<TransferBody>,
 ) -> Result<Json<CommandDone>, ApiError> {
     let Path((from, physician_id)) = path.map_err(|e| ApiError::BadPath(e.body_text()))?;
-    let cursor = state
+    let written = state
         .practices
         .transfer(
             physician_id,
@@ -315,7 +315,11 @@ pub(crate) async fn transfer(
             &Metadata::by(caller.actor()),
         )
         .await?;
-    Ok(Json(CommandDone::new(physician_id, 0, cursor)))
+    Ok(Json(CommandDone::new(
+        physician_id,
+        written.membership_version,
+        written.cursor,
+    )))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -377,13 +381,6 @@ pub(crate) struct PracticeView {
     practice: PracticeRow,
     locations: Vec<LocationRow>,
     physicians: Vec<MemberRow>,
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ReadQuery {
-    /// Wait until the read model includes this cursor.
-    min_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/practices/{id}", tag = "practices", security(("bearer" = [])),

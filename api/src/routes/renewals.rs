@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::as_of;
 use crate::auth::Caller;
-use crate::consistency::wait_for_cursor;
+use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, ApiJson, CommandDone};
 use crate::AppState;
@@ -341,13 +341,6 @@ pub(crate) async fn list(
         limit,
         offset,
     }))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ReadQuery {
-    /// Wait until the read model includes this cursor (a command's `cursor`).
-    min_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/renewals/statistics", tag = "renewals", security(("bearer" = [])),

@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use crate::as_of;
 use crate::auth::Caller;
-use crate::consistency::wait_for_cursor;
+use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, ApiJson, CommandDone};
 use crate::AppState;
@@ -404,11 +404,6 @@ fn allocation_path(path: Result<Path<(String, Uuid)>, PathRejection>) -> Result<
     })
 }
 
-/// A read-model query's failure (a read model whose tables do not exist yet answers 503).
-fn read_error(e: sqlx::Error) -> ApiError {
-    ApiError::db(e)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Response shapes
 
@@ -510,7 +505,7 @@ async fn names_of(
     let ids: Vec<Uuid> = ranking.iter().map(|r| r.staff_id).collect();
     model::names(state.store.pool(), &ids)
         .await
-        .map_err(read_error)
+        .map_err(ApiError::db)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -651,20 +646,13 @@ pub(crate) async fn list(
         offset,
     )
     .await
-    .map_err(read_error)?;
+    .map_err(ApiError::db)?;
     Ok(Json(StaffPage {
         staff,
         total,
         limit,
         offset,
     }))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ReadQuery {
-    /// Wait until the read model includes this cursor (a command's `cursor`).
-    min_cursor: Option<String>,
 }
 
 /// A staff member, their current workload against their capacity, and the work they hold.
@@ -696,11 +684,11 @@ pub(crate) async fn show(
     let pool = state.store.pool();
     let staff = model::staff_member(pool, id)
         .await
-        .map_err(read_error)?
+        .map_err(ApiError::db)?
         .ok_or(ApiError::Staff(StaffError::NotFound))?;
     let active_allocations = model::active_allocations(pool, id)
         .await
-        .map_err(read_error)?;
+        .map_err(ApiError::db)?;
     let max = i64::from(staff.max_workload);
     Ok(Json(StaffDetail {
         free_capacity: max - staff.current_workload,
@@ -816,7 +804,7 @@ pub(crate) async fn rank(
         .candidates
         .candidates(state.store.pool())
         .await
-        .map_err(read_error)?;
+        .map_err(ApiError::db)?;
     let ranking = allocation::rank(&work, &candidates, &weights, limit);
     let names = names_of(&state, &ranking).await?;
     Ok(Json(Ranking {
@@ -968,7 +956,7 @@ pub(crate) async fn allocate(
         .candidates
         .candidates(state.store.pool())
         .await
-        .map_err(read_error)?;
+        .map_err(ApiError::db)?;
     let decision = allocation::allocate(&work, &candidates, &weights, limit, body.staff_id)?;
     let outcome = state
         .allocations
