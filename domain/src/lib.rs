@@ -20,6 +20,8 @@
 //!   piece of work, and the decision record an allocation event carries;
 //!   [`work_allocation`]: one piece of work's allocation stream (allocate, release, allocate
 //!   again), and replaying a recorded decision with other weights.
+//! - [`workqueue`]: departments, queues with their role grants, tasks (claim, hand-off,
+//!   completion, SLA escalation), push distribution strategies, and cases with their routing.
 //! - The event store and command handler that drive these functions live in the `commands` crate;
 //!   the read models built from the resulting events live in `projections`.
 //!
@@ -37,6 +39,7 @@ pub mod renewal;
 pub mod staff;
 pub mod user;
 pub mod work_allocation;
+pub mod workqueue;
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
