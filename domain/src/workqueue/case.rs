@@ -336,7 +336,7 @@ mod tests {
                 },
                 t(0),
             )
-            .unwrap();
+            .expect("valid in this test");
         crate::fold(&events)
     }
 
@@ -360,7 +360,7 @@ mod tests {
                 },
                 t(5),
             )
-            .unwrap();
+            .expect("valid in this test");
         assert!(matches!(
             &events[..],
             [CaseEvent::CaseRouted { from_queue: Some(f), reason, .. }]

@@ -174,7 +174,9 @@ mod tests {
 
     #[test]
     fn a_department_is_created_with_its_code_upper_cased() {
-        let events = Department::default().decide(&create(None), now()).unwrap();
+        let events = Department::default()
+            .decide(&create(None), now())
+            .expect("valid in this test");
         let state = crate::fold::<Department>(&events);
         assert_eq!(state.code.as_deref(), Some("CRED-EAST"));
     }
@@ -195,7 +197,9 @@ mod tests {
 
     #[test]
     fn a_code_is_taken_once() {
-        let events = Department::default().decide(&create(None), now()).unwrap();
+        let events = Department::default()
+            .decide(&create(None), now())
+            .expect("valid in this test");
         let state = crate::fold::<Department>(&events);
         assert!(matches!(
             state.decide(&create(None), now()),

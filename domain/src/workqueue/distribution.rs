@@ -213,7 +213,7 @@ mod tests {
     use super::*;
 
     fn g(label: &str) -> GroupLabel {
-        GroupLabel::parse(label).unwrap()
+        GroupLabel::parse(label).expect("valid in this test")
     }
 
     fn c(name: &str, skills: &[&str], claimed: u32, weighted_load: u32) -> Candidate {
@@ -242,19 +242,21 @@ mod tests {
     #[test]
     fn round_robin_takes_the_next_member_with_room_after_the_last_one() {
         assert_eq!(
-            run(Distribution::RoundRobin, &[], None).unwrap().username,
+            run(Distribution::RoundRobin, &[], None)
+                .expect("valid in this test")
+                .username,
             "alice"
         );
         assert_eq!(
             run(Distribution::RoundRobin, &[], Some("alice"))
-                .unwrap()
+                .expect("valid in this test")
                 .username,
             "bob"
         );
         // dave is full (3 of 3), so after carol it wraps round to alice.
         assert_eq!(
             run(Distribution::RoundRobin, &[], Some("carol"))
-                .unwrap()
+                .expect("valid in this test")
                 .username,
             "alice"
         );
@@ -262,7 +264,7 @@ mod tests {
 
     #[test]
     fn least_loaded_takes_the_member_with_fewest_claimed_tasks() {
-        let choice = run(Distribution::LeastLoaded, &[], None).unwrap();
+        let choice = run(Distribution::LeastLoaded, &[], None).expect("valid in this test");
         assert_eq!(choice.username, "bob");
         assert_eq!(
             choice.reason,
@@ -275,12 +277,13 @@ mod tests {
 
     #[test]
     fn skill_based_takes_the_member_covering_most_of_the_tasks_groups() {
-        let choice = run(Distribution::SkillBased, &["dea", "license"], None).unwrap();
+        let choice =
+            run(Distribution::SkillBased, &["dea", "license"], None).expect("valid in this test");
         assert_eq!(choice.username, "bob");
         // With only "dea" asked, carol and bob both cover it; bob holds fewer tasks.
         assert_eq!(
             run(Distribution::SkillBased, &["dea"], None)
-                .unwrap()
+                .expect("valid in this test")
                 .username,
             "bob"
         );
@@ -290,7 +293,8 @@ mod tests {
     fn priority_weighted_takes_the_lightest_member_by_priority_points() {
         let mut team = team();
         team.retain(|c| c.username != "bob");
-        let choice = choose(Distribution::PriorityWeighted, 3, &[], &team, None).unwrap();
+        let choice = choose(Distribution::PriorityWeighted, 3, &[], &team, None)
+            .expect("valid in this test");
         // alice holds 2 tasks worth 2 points; carol 1 task worth 5.
         assert_eq!(choice.username, "alice");
     }

@@ -580,7 +580,7 @@ pub(crate) mod tests {
             distribution,
             groups: ["billing", "dea", "license"]
                 .iter()
-                .map(|g| GroupLabel::parse(g).unwrap())
+                .map(|g| GroupLabel::parse(g).expect("valid in this test"))
                 .collect(),
         }
     }
@@ -595,11 +595,11 @@ pub(crate) mod tests {
             events.push(QueueEvent::QueueAccessGranted {
                 grant: Grant {
                     grant_id: Uuid::from_u128(100 + i as u128),
-                    username: Username::parse(user).unwrap(),
+                    username: Username::parse(user).expect("valid in this test"),
                     role: *role,
                     skills: skills
                         .iter()
-                        .map(|s| GroupLabel::parse(s).unwrap())
+                        .map(|s| GroupLabel::parse(s).expect("valid in this test"))
                         .collect(),
                     valid_from: t(0),
                     valid_until: until.map(t),
@@ -613,12 +613,12 @@ pub(crate) mod tests {
     fn grant(valid_from: Option<i64>, valid_until: Option<i64>, skills: &[&str]) -> QueueCommand {
         QueueCommand::Grant {
             grant_id: Uuid::from_u128(1),
-            username: Username::parse("alice").unwrap(),
+            username: Username::parse("alice").expect("valid in this test"),
             user_exists: true,
             role: QueueRole::Member,
             skills: skills
                 .iter()
-                .map(|s| GroupLabel::parse(s).unwrap())
+                .map(|s| GroupLabel::parse(s).expect("valid in this test"))
                 .collect(),
             valid_from: valid_from.map(t),
             valid_until: valid_until.map(t),
@@ -689,7 +689,7 @@ pub(crate) mod tests {
                 },
                 t(0),
             )
-            .unwrap_err();
+            .expect_err("refused in this test");
         assert!(e.to_string().contains("priority 5"), "{e}");
     }
 }

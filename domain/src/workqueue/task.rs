@@ -309,6 +309,7 @@ impl Task {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &self,
         queue: &QueueLookup,
@@ -613,7 +614,7 @@ mod tests {
     use crate::workqueue::queue::Distribution;
 
     fn g(label: &str) -> GroupLabel {
-        GroupLabel::parse(label).unwrap()
+        GroupLabel::parse(label).expect("valid in this test")
     }
 
     fn member(skills: &[&str]) -> Standing {
@@ -639,7 +640,7 @@ mod tests {
                 unfinished: 0,
             },
             title: "Verify DEA registration".into(),
-            priority: Priority::new(3).unwrap(),
+            priority: Priority::new(3).expect("valid in this test"),
             groups: groups.iter().map(|s| g(s)).collect(),
             case: None,
             payload: serde_json::json!({"npi": "1234567893"}),
@@ -757,7 +758,7 @@ mod tests {
             note: None,
         };
         assert!(matches!(
-            task.decide(&late, t(361)).unwrap()[..],
+            task.decide(&late, t(361)).expect("valid in this test")[..],
             [TaskEvent::TaskCompleted {
                 within_sla: false,
                 ..
@@ -783,7 +784,7 @@ mod tests {
         assert!(task.decide(&reassign(true, "  "), t(2)).is_err());
         let events = task
             .decide(&reassign(true, "alice on leave"), t(2))
-            .unwrap();
+            .expect("valid in this test");
         assert!(matches!(
             &events[..],
             [TaskEvent::TaskReassigned { from: Some(f), to, .. }] if f == "alice" && to == "bob"
@@ -796,14 +797,22 @@ mod tests {
         let escalate = TaskCommand::Escalate {
             policy: EscalationPolicy::standard(),
         };
-        assert!(task.decide(&escalate, t(359)).unwrap().is_empty());
+        assert!(task
+            .decide(&escalate, t(359))
+            .expect("valid in this test")
+            .is_empty());
         let task = given(&[(create(&[]), 0), (escalate.clone(), 360)]);
         assert_eq!(task.escalation_level, 1);
         assert_eq!(task.priority, Priority::new(4).ok());
         // Checked again within the same level: nothing.
-        assert!(task.decide(&escalate, t(400)).unwrap().is_empty());
+        assert!(task
+            .decide(&escalate, t(400))
+            .expect("valid in this test")
+            .is_empty());
         // Two levels later at once (the check did not run): one event per level.
-        let events = task.decide(&escalate, t(360 + 125)).unwrap();
+        let events = task
+            .decide(&escalate, t(360 + 125))
+            .expect("valid in this test");
         assert_eq!(events.len(), 2);
     }
 
@@ -822,6 +831,9 @@ mod tests {
         let escalate = TaskCommand::Escalate {
             policy: EscalationPolicy::standard(),
         };
-        assert!(task.decide(&escalate, t(10_000)).unwrap().is_empty());
+        assert!(task
+            .decide(&escalate, t(10_000))
+            .expect("valid in this test")
+            .is_empty());
     }
 }

@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn priority_accepts_one_to_five_and_names_the_range_otherwise() {
         assert!(Priority::new(1).is_ok() && Priority::new(5).is_ok());
-        let e = Priority::new(6).unwrap_err();
+        let e = Priority::new(6).expect_err("refused in this test");
         assert_eq!(e.field, "priority");
         assert!(e.reason.contains("1 (lowest) to 5"), "{e}");
         assert!(Priority::new(0).is_err() && Priority::new(-3).is_err());
@@ -208,8 +208,17 @@ mod tests {
 
     #[test]
     fn raising_a_priority_stops_at_the_highest() {
-        assert_eq!(Priority::new(3).unwrap().raised_by(1).get(), 4);
-        assert_eq!(Priority::new(4).unwrap().raised_by(3), Priority::HIGHEST);
+        assert_eq!(
+            Priority::new(3)
+                .expect("valid in this test")
+                .raised_by(1)
+                .get(),
+            4
+        );
+        assert_eq!(
+            Priority::new(4).expect("valid in this test").raised_by(3),
+            Priority::HIGHEST
+        );
     }
 
     #[test]
@@ -218,7 +227,7 @@ mod tests {
             "groups",
             &[" Billing".into(), "billing".into(), "dea".into()],
         )
-        .unwrap();
+        .expect("valid in this test");
         assert_eq!(
             groups.iter().map(GroupLabel::as_str).collect::<Vec<_>>(),
             ["billing", "dea"]
@@ -229,7 +238,10 @@ mod tests {
 
     #[test]
     fn text_is_trimmed_and_bounded() {
-        assert_eq!(text("reason", "  out   sick ", 20).unwrap(), "out sick");
+        assert_eq!(
+            text("reason", "  out   sick ", 20).expect("valid in this test"),
+            "out sick"
+        );
         assert!(text("reason", "   ", 20).is_err());
         assert!(text("reason", &"x".repeat(21), 20).is_err());
         assert!(text("reason", "a\u{0}b", 20).is_err());
