@@ -15,6 +15,8 @@
 //!   append to a renewal and its credential in one transaction.
 //! - [`practices`]: practices and physician assignment (membership and practice streams in
 //!   one transaction; transfers across three streams).
+//! - [`workqueue`]: departments, queues and grants, tasks (claim-next with `SKIP LOCKED` over
+//!   the write side's `wq_*` tables, hand-offs, SLA escalation, push distribution) and cases.
 //! - [`jobs`]: the job runner every scheduled job uses (one run at a time across processes,
 //!   a shared schedule, a record of runs).
 
@@ -30,6 +32,7 @@ pub mod practices;
 pub mod store;
 pub mod upcast;
 pub mod wakeup;
+pub mod workqueue;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cursor::Cursor;

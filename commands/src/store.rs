@@ -752,6 +752,23 @@ impl EventStore {
         rows.into_iter().map(|row| self.decode(row)).collect()
     }
 
+    /// One stream's events, read on the caller's connection: for commands that decide inside a
+    /// transaction holding the lock that keeps the stream still (no second pooled connection is
+    /// needed while the first is held).
+    pub async fn read_stream_in(
+        &self,
+        conn: &mut PgConnection,
+        stream_id: Uuid,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
+        ))
+        .bind(stream_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.into_iter().map(|row| self.decode(row)).collect()
+    }
+
     /// Up to `limit` events of the global log after `after`, in read order.
     ///
     /// Only events of transactions older than every transaction still running are returned:

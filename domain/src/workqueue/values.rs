@@ -23,8 +23,30 @@ pub(crate) fn value_error(field: &'static str, reason: impl Into<String>) -> Val
 /// A task's priority: 1 (lowest) to 5 (most urgent). Claim-next serves higher numbers first,
 /// as the seed's `ORDER BY priority DESC` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "i64", into = "i64")]
+#[serde(try_from = "PriorityRepr", into = "i64")]
 pub struct Priority(u8);
+
+/// A priority as written: a number, or (as a JSON object key, e.g. in an SLA table) a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PriorityRepr {
+    Number(i64),
+    Text(String),
+}
+
+impl TryFrom<PriorityRepr> for Priority {
+    type Error = ValueError;
+    fn try_from(value: PriorityRepr) -> Result<Self, Self::Error> {
+        match value {
+            PriorityRepr::Number(n) => Priority::new(n),
+            PriorityRepr::Text(t) => t
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| value_error("priority", format!("{t:?} is not a number from 1 to 5")))
+                .and_then(Priority::new),
+        }
+    }
+}
 
 impl Priority {
     pub const LOWEST: Priority = Priority(1);
@@ -204,6 +226,18 @@ mod tests {
         assert_eq!(e.field, "priority");
         assert!(e.reason.contains("1 (lowest) to 5"), "{e}");
         assert!(Priority::new(0).is_err() && Priority::new(-3).is_err());
+    }
+
+    #[test]
+    fn an_sla_table_keyed_by_priority_survives_a_json_round_trip() {
+        let table: std::collections::BTreeMap<Priority, u32> = Priority::ALL
+            .into_iter()
+            .map(|p| (p, u32::from(p.get())))
+            .collect();
+        let json = serde_json::to_value(&table).expect("valid in this test");
+        let back: std::collections::BTreeMap<Priority, u32> =
+            serde_json::from_value(json).expect("valid in this test");
+        assert_eq!(back, table);
     }
 
     #[test]

@@ -1,0 +1,1388 @@
+//! Commands on departments, queues, tasks and cases.
+//!
+//! **Why tasks do not go through [`CommandHandler`].** A claim has to answer questions no single
+//! stream can: which open task comes next among all of a user's queues, skipping the ones other
+//! claimers are taking at this instant; which grants the user holds in force now; how many tasks
+//! they hold. Those answers come from the `wq_*` tables (see the migration), which every queue
+//! and task command writes in the same transaction as its events. Each command therefore runs as
+//! one transaction:
+//!
+//! 1. take the locks that keep its look-ups true: the task's row (`FOR UPDATE`; claim-next
+//!    instead picks with `FOR UPDATE SKIP LOCKED`, so claimers never wait on each other's rows),
+//!    the user whose load or grants decide it (a transaction-scoped advisory lock per username,
+//!    which grants, revocations, claims and assignments of that user all take), and for push
+//!    distribution and total capacity, the queue's row;
+//! 2. read the look-ups and the stream on that same connection, and decide with the pure domain;
+//! 3. append at the version read (nobody else can have moved it: every writer holds the row) and
+//!    update the `wq_*` rows; commit.
+//!
+//! Lock order, which is what keeps this free of deadlocks: queue row, then task row, then user
+//! locks in username order. Claim-next takes a user lock and then rows it never waits for.
+//!
+//! Departments and cases have no such look-ups and use [`CommandHandler`], except where a case
+//! and a task change together (a task created for a case, a task linked to one).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use domain::user::Username;
+use domain::workqueue::case::{Case, CaseCommand, CaseError, CaseEvent, QueueRef};
+use domain::workqueue::department::{
+    Department, DepartmentCommand, DepartmentError, DepartmentEvent, ParentLookup,
+};
+use domain::workqueue::distribution::{self, Candidate, Choice, NoChoice};
+use domain::workqueue::queue::{
+    EscalationPolicy, Queue, QueueCommand, QueueConfig, QueueError, QueueEvent, QueueRole, Standing,
+};
+use domain::workqueue::task::{
+    CaseLookup, Load, QueueLookup, Task, TaskCommand, TaskError, TaskEvent, TaskStatus,
+};
+use domain::workqueue::{GroupLabel, Priority};
+use domain::Aggregate;
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::codec::{self, CodecError};
+use crate::cursor::Cursor;
+use crate::error::StoreError;
+use crate::event::Metadata;
+use crate::handler::{service_error_from_handle_error, CommandHandler, CommandOutcome};
+use crate::store::{EventStore, ExpectedVersion};
+
+/// Why a work-queue command did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkQueueError {
+    #[error(transparent)]
+    Department(#[from] DepartmentError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(transparent)]
+    Case(#[from] CaseError),
+    /// The client decided on a version of the task that is no longer current.
+    #[error("the task is at version {actual}, not {expected}: it changed since it was read")]
+    StaleVersion { expected: u64, actual: u64 },
+    /// Claim-next found nothing to give.
+    #[error("{0}")]
+    NothingToClaim(NothingToClaim),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("the stream kept changing under the command; gave up after {attempts} attempts")]
+    TooManyConflicts { attempts: u32 },
+}
+
+impl From<sqlx::Error> for WorkQueueError {
+    fn from(e: sqlx::Error) -> Self {
+        WorkQueueError::Store(e.into())
+    }
+}
+
+service_error_from_handle_error!(WorkQueueError, DepartmentError, DepartmentError::NotFound);
+service_error_from_handle_error!(WorkQueueError, CaseError, CaseError::NotFound);
+
+/// Why claim-next gave nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NothingToClaim {
+    #[error("you hold no grant in force for any queue")]
+    NoGrants,
+    #[error("you are at capacity in every queue you hold a grant for")]
+    AtCapacity,
+    #[error("no open task you may claim is waiting")]
+    NoOpenTask,
+}
+
+/// What a task command wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskWritten {
+    pub task_id: Uuid,
+    /// The task stream's version after the command.
+    pub version: u64,
+    pub events: Vec<TaskEvent>,
+    /// Read-order cursor of the last event written; `None` if nothing was.
+    pub cursor: Option<Cursor>,
+    /// A resend (same idempotency key) of a command that already ran.
+    pub replayed: bool,
+}
+
+/// What a queue command wrote.
+pub type QueueWritten = CommandOutcome<QueueEvent>;
+
+/// A task to create.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub task_id: Uuid,
+    pub queue_id: Uuid,
+    pub title: String,
+    pub priority: Priority,
+    pub groups: Vec<GroupLabel>,
+    pub case_id: Option<Uuid>,
+    pub payload: Value,
+}
+
+/// Who asks for a hand-off, and with what authority.
+#[derive(Debug, Clone)]
+pub struct Reassignment {
+    pub by: String,
+    /// The caller is an admin (leads are found from their grants).
+    pub by_admin: bool,
+    pub to: String,
+    pub reason: String,
+}
+
+/// What the SLA check did in one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EscalationReport {
+    /// Tasks looked at.
+    pub checked: u64,
+    /// `TaskEscalated` events written.
+    pub escalations: u64,
+    /// Tasks whose escalation failed (logged; tried again next run).
+    pub failed: u64,
+}
+
+/// The most tasks one SLA run looks at, so a backlog is worked off over several runs.
+const ESCALATION_BATCH: i64 = 1_000;
+
+/// Runs work-queue commands.
+#[derive(Debug)]
+pub struct WorkQueues {
+    store: EventStore,
+    clock: Arc<dyn Clock>,
+    pub departments: CommandHandler<Department>,
+    pub cases: CommandHandler<Case>,
+    /// Loads queues outside transactions (configuration for task creation and the SLA check).
+    pub queues: CommandHandler<Queue>,
+}
+
+/// A transaction's connection.
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+impl WorkQueues {
+    pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            departments: CommandHandler::new(store.clone(), clock.clone()),
+            cases: CommandHandler::new(store.clone(), clock.clone()),
+            queues: CommandHandler::new(store.clone(), clock.clone()),
+            store,
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Departments
+    // -----------------------------------------------------------------------------------------
+
+    pub async fn create_department(
+        &self,
+        code: &str,
+        name: &str,
+        parent_id: Option<Uuid>,
+        metadata: &Metadata,
+    ) -> Result<CommandOutcome<DepartmentEvent>, WorkQueueError> {
+        let code =
+            domain::workqueue::department::parse_code(code).map_err(DepartmentError::from)?;
+        let parent = match parent_id {
+            Some(id) => Some(ParentLookup {
+                id,
+                exists: self.exists(&self.departments, id).await?,
+            }),
+            None => None,
+        };
+        let command = DepartmentCommand::Create {
+            code: code.clone(),
+            name: name.to_owned(),
+            parent,
+        };
+        Ok(self
+            .departments
+            .handle(Department::stream_id(&code), &command, metadata)
+            .await?)
+    }
+
+    async fn exists<A: Aggregate>(
+        &self,
+        handler: &CommandHandler<A>,
+        id: Uuid,
+    ) -> Result<bool, WorkQueueError> {
+        match handler.load(id).await {
+            Ok((version, _)) => Ok(version > 0),
+            Err(crate::handler::HandleError::Store(StoreError::StreamTypeMismatch { .. })) => {
+                Ok(false)
+            }
+            Err(crate::handler::HandleError::Store(e)) => Err(e.into()),
+            Err(crate::handler::HandleError::Codec(e)) => Err(e.into()),
+            Err(_) => Ok(false),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Queues and grants
+    // -----------------------------------------------------------------------------------------
+
+    /// Creates a queue; its name decides its id.
+    pub async fn create_queue(
+        &self,
+        name: &str,
+        config: QueueConfig,
+        metadata: &Metadata,
+    ) -> Result<QueueWritten, WorkQueueError> {
+        let department_exists = self.exists(&self.departments, config.department_id).await?;
+        let command = QueueCommand::Create {
+            name: name.to_owned(),
+            config,
+            department_exists,
+        };
+        self.queue_command(Queue::stream_id(name), &command, None, metadata)
+            .await
+    }
+
+    pub async fn configure_queue(
+        &self,
+        queue_id: Uuid,
+        config: QueueConfig,
+        metadata: &Metadata,
+    ) -> Result<QueueWritten, WorkQueueError> {
+        let department_exists = self.exists(&self.departments, config.department_id).await?;
+        let command = QueueCommand::Configure {
+            config,
+            department_exists,
+        };
+        self.queue_command(queue_id, &command, None, metadata).await
+    }
+
+    /// Grants `username` a role in a queue. `user_exists` is the caller's look-up.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn grant(
+        &self,
+        queue_id: Uuid,
+        grant_id: Uuid,
+        username: Username,
+        user_exists: bool,
+        role: QueueRole,
+        skills: Vec<GroupLabel>,
+        valid_from: Option<DateTime<Utc>>,
+        valid_until: Option<DateTime<Utc>>,
+        metadata: &Metadata,
+    ) -> Result<QueueWritten, WorkQueueError> {
+        let user = username.as_str().to_owned();
+        let command = QueueCommand::Grant {
+            grant_id,
+            username,
+            user_exists,
+            role,
+            skills,
+            valid_from,
+            valid_until,
+        };
+        self.queue_command(queue_id, &command, Some(&user), metadata)
+            .await
+    }
+
+    pub async fn revoke(
+        &self,
+        queue_id: Uuid,
+        grant_id: Uuid,
+        reason: &str,
+        metadata: &Metadata,
+    ) -> Result<QueueWritten, WorkQueueError> {
+        let holder: Option<String> = sqlx::query_scalar(
+            "SELECT username FROM wq_grants WHERE grant_id = $1 AND queue_id = $2",
+        )
+        .bind(grant_id)
+        .bind(queue_id)
+        .fetch_optional(self.store.pool())
+        .await?;
+        let command = QueueCommand::Revoke {
+            grant_id,
+            reason: reason.to_owned(),
+        };
+        self.queue_command(queue_id, &command, holder.as_deref(), metadata)
+            .await
+    }
+
+    /// One queue command: queue stream locked, decided, appended, mirrored. A grant or
+    /// revocation also holds the user's lock, so that it orders against that user's claims.
+    async fn queue_command(
+        &self,
+        queue_id: Uuid,
+        command: &QueueCommand,
+        user: Option<&str>,
+        metadata: &Metadata,
+    ) -> Result<QueueWritten, WorkQueueError> {
+        let mut tx = self.store.pool().begin().await?;
+        lock_key(&mut tx, "queue", &queue_id.to_string()).await?;
+        if let Some(user) = user {
+            lock_user(&mut tx, user).await?;
+        }
+        let (version, queue) = self.load_in::<Queue>(&mut tx, queue_id).await?;
+        if version > 0 && !queue.exists() {
+            return Err(QueueError::NotFound.into());
+        }
+        let events = queue.decide(command, self.clock.now())?;
+        let (version, cursor) = self
+            .append_in::<Queue>(&mut tx, queue_id, version, &events, metadata)
+            .await?;
+        for event in &events {
+            mirror_queue_event(&mut tx, queue_id, event).await?;
+        }
+        tx.commit().await?;
+        Ok(CommandOutcome {
+            stream_id: queue_id,
+            events,
+            version,
+            cursor,
+            replayed: false,
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tasks
+    // -----------------------------------------------------------------------------------------
+
+    /// Creates a task; in a push queue it is assigned at once by the queue's strategy. A resend
+    /// (same task id, as derived from an idempotency key) returns the task as it is.
+    pub async fn create_task(
+        &self,
+        new: NewTask,
+        metadata: &Metadata,
+    ) -> Result<TaskWritten, WorkQueueError> {
+        let (queue_version, queue) = self.queues.load(new.queue_id).await.map_err(|e| match e {
+            crate::handler::HandleError::Store(StoreError::StreamTypeMismatch { .. }) => {
+                WorkQueueError::Task(TaskError::UnknownQueue {
+                    queue_id: new.queue_id,
+                })
+            }
+            crate::handler::HandleError::Store(s) => s.into(),
+            crate::handler::HandleError::Codec(c) => c.into(),
+            _ => TaskError::UnknownQueue {
+                queue_id: new.queue_id,
+            }
+            .into(),
+        })?;
+        let config = queue.config.clone().filter(|_| queue_version > 0);
+        let mut tx = self.store.pool().begin().await?;
+        let row: Option<(Option<String>,)> = match &config {
+            Some(c) if c.distribution.is_push() || c.capacity.total.is_some() => {
+                sqlx::query_as("SELECT last_assigned FROM wq_queues WHERE queue_id = $1 FOR UPDATE")
+                    .bind(new.queue_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            _ => None,
+        };
+        let unfinished = match config.as_ref().and_then(|c| c.capacity.total) {
+            Some(_) => count(
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM wq_tasks WHERE queue_id = $1 AND status IN ('open', 'claimed')",
+                )
+                .bind(new.queue_id)
+                .fetch_one(&mut *tx)
+                .await?,
+            ),
+            None => 0,
+        };
+        let (task_version, existing) = self.load_in::<Task>(&mut tx, new.task_id).await?;
+        if task_version > 0 {
+            // A resend of a creation that already happened (or an id of something else).
+            if existing.exists() && existing.queue_id == Some(new.queue_id) {
+                return Ok(TaskWritten {
+                    task_id: new.task_id,
+                    version: task_version,
+                    events: Vec::new(),
+                    cursor: None,
+                    replayed: true,
+                });
+            }
+            return Err(TaskError::AlreadyExists.into());
+        }
+        let now = self.clock.now();
+        let case = match new.case_id {
+            Some(case_id) => {
+                let (case_version, case) = self.load_in::<Case>(&mut tx, case_id).await?;
+                Some((case_version, case_id, case))
+            }
+            None => None,
+        };
+        let command = TaskCommand::Create {
+            queue: QueueLookup {
+                queue_id: new.queue_id,
+                config: config.clone(),
+                unfinished,
+            },
+            title: new.title,
+            priority: new.priority,
+            groups: new.groups,
+            case: case.as_ref().map(|(v, id, c)| CaseLookup {
+                case_id: *id,
+                exists: *v > 0 && c.exists(),
+                open: c.is_open(),
+            }),
+            payload: new.payload,
+        };
+        let mut events = Task::default().decide(&command, now)?;
+        let mut task = domain::fold::<Task>(&events);
+        let config = config.ok_or(TaskError::UnknownQueue {
+            queue_id: new.queue_id,
+        })?;
+
+        // Push distribution, under the queue's row lock (taken above).
+        let mut assigned_to = None;
+        if config.distribution.is_push() {
+            let last_assigned = row.and_then(|(l,)| l);
+            if let Some(choice) = self
+                .choose_assignee(
+                    &mut tx,
+                    new.queue_id,
+                    &config,
+                    &task,
+                    last_assigned.as_deref(),
+                    now,
+                )
+                .await?
+            {
+                let assign = TaskCommand::Assign {
+                    to: choice.username.clone(),
+                    reason: choice.reason,
+                };
+                let more = task.decide(&assign, now)?;
+                task = more.iter().fold(task, |t, e| t.evolve(e));
+                events.extend(more);
+                assigned_to = Some(choice.username);
+            }
+        }
+
+        let (version, cursor) = self
+            .append_in::<Task>(&mut tx, new.task_id, 0, &events, metadata)
+            .await?;
+        if let Some((case_version, case_id, case)) = case {
+            let linked = case.decide(
+                &CaseCommand::LinkTask {
+                    task_id: new.task_id,
+                },
+                now,
+            )?;
+            self.append_in::<Case>(&mut tx, case_id, case_version, &linked, metadata)
+                .await?;
+        }
+        put_task_row(
+            &mut tx,
+            new.task_id,
+            &task,
+            version,
+            Some(next_escalation(&task, &config.escalation)),
+        )
+        .await?;
+        if let Some(to) = &assigned_to {
+            sqlx::query("UPDATE wq_queues SET last_assigned = $2 WHERE queue_id = $1")
+                .bind(new.queue_id)
+                .bind(to)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(TaskWritten {
+            task_id: new.task_id,
+            version,
+            events,
+            cursor,
+            replayed: false,
+        })
+    }
+
+    /// Push distribution's candidates (members with a grant in force, each locked so their
+    /// load holds until commit) and the strategy's choice; `None` when nobody may take it.
+    async fn choose_assignee(
+        &self,
+        tx: &mut Tx,
+        queue_id: Uuid,
+        config: &QueueConfig,
+        task: &Task,
+        last_assigned: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Choice>, WorkQueueError> {
+        let members: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT username FROM wq_grants WHERE queue_id = $1 AND valid_from <= $2 \
+             AND (valid_until IS NULL OR valid_until > $2) ORDER BY username",
+        )
+        .bind(queue_id)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?;
+        for member in &members {
+            lock_user(tx, member).await?;
+        }
+        let mut candidates = Vec::with_capacity(members.len());
+        for member in members {
+            let standing = standing_in(tx, queue_id, &member, now).await?;
+            if !standing.member {
+                continue;
+            }
+            let (claimed, weighted_load) = load_in_queue(tx, queue_id, &member).await?;
+            candidates.push(Candidate {
+                username: member,
+                skills: standing.skills,
+                claimed,
+                weighted_load,
+            });
+        }
+        match distribution::choose(
+            config.distribution,
+            config.capacity.per_user,
+            &task.groups,
+            &candidates,
+            last_assigned,
+        ) {
+            Ok(choice) => Ok(Some(choice)),
+            Err(NoChoice::NotPush | NoChoice::NoMembers | NoChoice::NobodyEligible) => Ok(None),
+        }
+    }
+
+    /// Claims the next task for `user`: the highest priority, then oldest, open task in the
+    /// queues (all of theirs, or those in `only`) where they hold a grant in force, have room
+    /// under the capacity, and share a candidate group with the task (if it names any).
+    ///
+    /// With an idempotency key, a retry returns the task the first request claimed.
+    pub async fn claim_next(
+        &self,
+        user: &str,
+        only: Option<&[Uuid]>,
+        idempotency_key: Option<&str>,
+        metadata: &Metadata,
+    ) -> Result<TaskWritten, WorkQueueError> {
+        if let Some(key) = idempotency_key {
+            if let Some(done) = self.claimed_with_key(user, key).await? {
+                return Ok(done);
+            }
+        }
+        let mut tx = self.store.pool().begin().await?;
+        let now = self.clock.now();
+        lock_user(&mut tx, user).await?;
+
+        // The user's queues: grants in force now, with the queue's capacity and their load.
+        let rows: Vec<(Uuid, Vec<String>, i32, i64)> = sqlx::query_as(
+            "SELECT g.queue_id, coalesce(array_agg(DISTINCT s) FILTER (WHERE s IS NOT NULL), '{}'), q.per_user_capacity, \
+                    (SELECT count(*) FROM wq_tasks t WHERE t.claimant = $1 AND t.queue_id = g.queue_id AND t.status = 'claimed') \
+             FROM wq_grants g JOIN wq_queues q USING (queue_id) LEFT JOIN LATERAL unnest(g.skills) s ON true \
+             WHERE g.username = $1 AND g.valid_from <= $2 AND (g.valid_until IS NULL OR g.valid_until > $2) \
+               AND ($3::uuid[] IS NULL OR g.queue_id = ANY($3)) \
+             GROUP BY g.queue_id, q.per_user_capacity",
+        )
+        .bind(user)
+        .bind(now)
+        .bind(only.map(<[Uuid]>::to_vec))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Err(WorkQueueError::NothingToClaim(NothingToClaim::NoGrants));
+        }
+        let mut queues = Vec::new();
+        let mut keys = Vec::new();
+        let mut standings = BTreeMap::new();
+        for (queue_id, skills, capacity, claimed) in rows {
+            let claimed = count(claimed);
+            let capacity = u32::try_from(capacity).unwrap_or(0);
+            if claimed >= capacity {
+                continue;
+            }
+            queues.push(queue_id);
+            keys.extend(skills.iter().map(|s| format!("{queue_id}:{s}")));
+            standings.insert(queue_id, (skills, Load { claimed, capacity }));
+        }
+        if queues.is_empty() {
+            return Err(WorkQueueError::NothingToClaim(NothingToClaim::AtCapacity));
+        }
+        // One query over all the queues; rows other claimers hold right now are skipped, not
+        // waited for. With one queue the planner walks the claim-order index and stops at the
+        // first free row.
+        let picked: Option<(Uuid, Uuid, i64)> = sqlx::query_as(
+            "SELECT task_id, queue_id, version FROM wq_tasks \
+             WHERE status = 'open' AND queue_id = ANY($1) \
+               AND (cardinality(group_keys) = 0 OR group_keys && $2) \
+             ORDER BY priority DESC, created_at, task_id \
+             LIMIT 1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&queues)
+        .bind(&keys)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((task_id, queue_id, row_version)) = picked else {
+            return Err(WorkQueueError::NothingToClaim(NothingToClaim::NoOpenTask));
+        };
+        let (skills, load) = standings.remove(&queue_id).unwrap_or_else(|| {
+            (
+                Vec::new(),
+                Load {
+                    claimed: 0,
+                    capacity: 0,
+                },
+            )
+        });
+        let standing = Standing {
+            member: true,
+            lead: false,
+            skills: skills
+                .iter()
+                .filter_map(|s| GroupLabel::parse(s).ok())
+                .collect(),
+        };
+        let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
+        if version != to_u64(row_version) {
+            return Err(StoreError::WrongExpectedVersion {
+                stream_id: task_id,
+                expected: ExpectedVersion::Exact(to_u64(row_version)),
+                actual: version,
+            }
+            .into());
+        }
+        let command = TaskCommand::Claim {
+            user: user.to_owned(),
+            standing,
+            load,
+            next: true,
+        };
+        let events = task.decide(&command, now)?;
+        let task = events.iter().fold(task, |t, e| t.evolve(e));
+        let (version, cursor) = self
+            .append_in::<Task>(&mut tx, task_id, version, &events, metadata)
+            .await?;
+        put_task_row(&mut tx, task_id, &task, version, None).await?;
+        if let (Some(key), Some(c)) = (idempotency_key, cursor) {
+            let inserted = sqlx::query(
+                "INSERT INTO wq_claim_keys (username, idempotency_key, task_id, version, transaction_id, position, claimed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(user)
+            .bind(key)
+            .bind(task_id)
+            .bind(to_i64(version))
+            .bind(to_i64(c.transaction_id))
+            .bind(c.position)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                // The same key's first request committed meanwhile (we waited on its lock):
+                // give its answer and undo ours.
+                drop(tx);
+                return self
+                    .claimed_with_key(user, key)
+                    .await?
+                    .ok_or(WorkQueueError::TooManyConflicts { attempts: 1 });
+            }
+        }
+        tx.commit().await?;
+        Ok(TaskWritten {
+            task_id,
+            version,
+            events,
+            cursor,
+            replayed: false,
+        })
+    }
+
+    async fn claimed_with_key(
+        &self,
+        user: &str,
+        key: &str,
+    ) -> Result<Option<TaskWritten>, WorkQueueError> {
+        let row: Option<(Uuid, i64, i64, i64)> = sqlx::query_as(
+            "SELECT task_id, version, transaction_id, position FROM wq_claim_keys \
+             WHERE username = $1 AND idempotency_key = $2",
+        )
+        .bind(user)
+        .bind(key)
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(row.map(|(task_id, version, tx, position)| TaskWritten {
+            task_id,
+            version: to_u64(version),
+            events: Vec::new(),
+            cursor: Some(Cursor::new(to_u64(tx), position)),
+            replayed: true,
+        }))
+    }
+
+    /// Claims a given task.
+    pub async fn claim(
+        &self,
+        task_id: Uuid,
+        user: &str,
+        expected: Option<u64>,
+        metadata: &Metadata,
+    ) -> Result<TaskWritten, WorkQueueError> {
+        self.task_command(task_id, expected, metadata, TaskRequest::Claim { user })
+            .await
+    }
+
+    pub async fn unclaim(
+        &self,
+        task_id: Uuid,
+        user: &str,
+        expected: Option<u64>,
+        metadata: &Metadata,
+    ) -> Result<TaskWritten, WorkQueueError> {
+        let command = TaskCommand::Unclaim {
+            user: user.to_owned(),
+        };
+        self.task_command(task_id, expected, metadata, TaskRequest::Ready(command))
+            .await
+    }
+
+    pub async fn complete(
+        &self,
+        task_id: Uuid,
+        user: &str,
+        outcome: &str,
+        note: Option<&str>,
+        expected: Option<u64>,
+        metadata: &Metadata,
+    ) -> Result<TaskWritten, WorkQueueError> {
+        let command = TaskCommand::Complete {
+            user: user.to_owned(),
+            outcome: outcome.to_owned(),
+            note: note.map(str::to_owned),
+        };
+        self.task_command(task_id, expected, metadata, TaskRequest::Ready(command))
+            .await
+    }
+
+    pub async fn cancel(
+        &self,
+        task_id: Uuid,
+        by: &str,
+        reason: &str,
+        expected: Option<u64>,
+        metadata: &Metadata,
+    ) -> Result<TaskWritten, WorkQueueError> {
+        let command = TaskCommand::Cancel {
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.task_command(task_id, expected, metadata, TaskRequest::Ready(command))
+            .await
+    }
+
+    /// Delegates or reassigns a task to `to` (an admin, or a lead of the task's queue).
+    pub async fn reassign(
+        &self,
+        task_id: Uuid,
+        request: &Reassignment,
+        expected: Option<u64>,
+        metadata: &Metadata,
+    ) -> Result<TaskWritten, WorkQueueError> {
+        self.task_command(task_id, expected, metadata, TaskRequest::Reassign(request))
+            .await
+    }
+
+    /// Links an existing task to a case (both streams in one transaction).
+    pub async fn link_task_to_case(
+        &self,
+        task_id: Uuid,
+        case_id: Uuid,
+        metadata: &Metadata,
+    ) -> Result<TaskWritten, WorkQueueError> {
+        let mut tx = self.store.pool().begin().await?;
+        let Some((_, row_version)) = lock_task(&mut tx, task_id).await? else {
+            return Err(TaskError::NotFound.into());
+        };
+        let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
+        check_row_version(task_id, row_version, version)?;
+        let (case_version, case) = self.load_in::<Case>(&mut tx, case_id).await?;
+        let lookup = CaseLookup {
+            case_id,
+            exists: case_version > 0 && case.exists(),
+            open: case.is_open(),
+        };
+        let now = self.clock.now();
+        let events = task.decide(&TaskCommand::LinkCase { case: lookup }, now)?;
+        if events.is_empty() {
+            return Ok(TaskWritten {
+                task_id,
+                version,
+                events,
+                cursor: None,
+                replayed: false,
+            });
+        }
+        let case_events = case.decide(&CaseCommand::LinkTask { task_id }, now)?;
+        let task = events.iter().fold(task, |t, e| t.evolve(e));
+        let (version, cursor) = self
+            .append_in::<Task>(&mut tx, task_id, version, &events, metadata)
+            .await?;
+        let (_, case_cursor) = self
+            .append_in::<Case>(&mut tx, case_id, case_version, &case_events, metadata)
+            .await?;
+        put_task_row(&mut tx, task_id, &task, version, None).await?;
+        tx.commit().await?;
+        Ok(TaskWritten {
+            task_id,
+            version,
+            events,
+            cursor: case_cursor.or(cursor),
+            replayed: false,
+        })
+    }
+
+    /// One command on an existing task, under its row lock: `expected` (the version the client
+    /// saw) must still be current; `build` makes the command from look-ups on the transaction.
+    async fn task_command(
+        &self,
+        task_id: Uuid,
+        expected: Option<u64>,
+        metadata: &Metadata,
+        request: TaskRequest<'_>,
+    ) -> Result<TaskWritten, WorkQueueError> {
+        let mut tx = self.store.pool().begin().await?;
+        let Some((queue_id, row_version)) = lock_task(&mut tx, task_id).await? else {
+            return Err(TaskError::NotFound.into());
+        };
+        if let Some(expected) = expected.filter(|e| *e != row_version) {
+            return Err(WorkQueueError::StaleVersion {
+                expected,
+                actual: row_version,
+            });
+        }
+        let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
+        check_row_version(task_id, row_version, version)?;
+        let now = self.clock.now();
+        let command = request.into_command(&mut tx, queue_id, now).await?;
+        let events = task.decide(&command, now)?;
+        if events.is_empty() {
+            return Ok(TaskWritten {
+                task_id,
+                version,
+                events,
+                cursor: None,
+                replayed: false,
+            });
+        }
+        let task = events.iter().fold(task, |t, e| t.evolve(e));
+        let (version, cursor) = self
+            .append_in::<Task>(&mut tx, task_id, version, &events, metadata)
+            .await?;
+        let next = task.status.is_finished().then_some(None);
+        put_task_row(&mut tx, task_id, &task, version, next).await?;
+        tx.commit().await?;
+        Ok(TaskWritten {
+            task_id,
+            version,
+            events,
+            cursor,
+            replayed: false,
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // SLA
+    // -----------------------------------------------------------------------------------------
+
+    /// Escalates every open or claimed task whose next escalation time has come: one
+    /// `TaskEscalated` per level reached, priority raised by its queue's policy. Safe to run
+    /// from several servers at once: each task is decided under its row lock from its own
+    /// events, and a level already recorded is not recorded again.
+    pub async fn escalate_overdue(
+        &self,
+        now: DateTime<Utc>,
+        metadata: &Metadata,
+    ) -> Result<EscalationReport, WorkQueueError> {
+        let due: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT task_id, queue_id FROM wq_tasks WHERE next_escalation_at <= $1 \
+             ORDER BY next_escalation_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(ESCALATION_BATCH)
+        .fetch_all(self.store.pool())
+        .await?;
+        let mut report = EscalationReport::default();
+        let mut policies: BTreeMap<Uuid, EscalationPolicy> = BTreeMap::new();
+        for (task_id, queue_id) in due {
+            report.checked += 1;
+            let policy = match policies.get(&queue_id) {
+                Some(p) => *p,
+                None => {
+                    let (_, queue) = self.queues.load(queue_id).await.map_err(|e| match e {
+                        crate::handler::HandleError::Store(s) => WorkQueueError::Store(s),
+                        crate::handler::HandleError::Codec(c) => WorkQueueError::Codec(c),
+                        _ => QueueError::NotFound.into(),
+                    })?;
+                    let p = queue
+                        .config
+                        .map(|c| c.escalation)
+                        .unwrap_or_else(EscalationPolicy::standard);
+                    policies.insert(queue_id, p);
+                    p
+                }
+            };
+            match self.escalate_one(task_id, policy, now, metadata).await {
+                Ok(n) => report.escalations += n,
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::warn!(%task_id, %error, "escalating a task failed");
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn escalate_one(
+        &self,
+        task_id: Uuid,
+        policy: EscalationPolicy,
+        now: DateTime<Utc>,
+        metadata: &Metadata,
+    ) -> Result<u64, WorkQueueError> {
+        let mut tx = self.store.pool().begin().await?;
+        let Some((_, row_version)) = lock_task(&mut tx, task_id).await? else {
+            return Ok(0);
+        };
+        let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
+        check_row_version(task_id, row_version, version)?;
+        let events = task.decide(&TaskCommand::Escalate { policy }, now)?;
+        let task = events.iter().fold(task, |t, e| t.evolve(e));
+        let written = events.len() as u64;
+        let version = if events.is_empty() {
+            version
+        } else {
+            self.append_in::<Task>(&mut tx, task_id, version, &events, metadata)
+                .await?
+                .0
+        };
+        // Also with nothing new (a second server got here first), the next look is moved on.
+        put_task_row(
+            &mut tx,
+            task_id,
+            &task,
+            version,
+            Some(next_escalation(&task, &policy)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Cases
+    // -----------------------------------------------------------------------------------------
+
+    pub async fn open_case(
+        &self,
+        number: &str,
+        subject: &str,
+        allegations: Vec<String>,
+        queue_id: Option<Uuid>,
+        metadata: &Metadata,
+    ) -> Result<CommandOutcome<CaseEvent>, WorkQueueError> {
+        let number = domain::workqueue::case::parse_number(number).map_err(CaseError::from)?;
+        let queue = match queue_id {
+            Some(id) => Some(QueueRef {
+                queue_id: id,
+                exists: self.exists(&self.queues, id).await?,
+            }),
+            None => None,
+        };
+        let command = CaseCommand::Open {
+            number: number.clone(),
+            subject: subject.to_owned(),
+            allegations,
+            queue,
+        };
+        Ok(self
+            .cases
+            .handle(Case::stream_id(&number), &command, metadata)
+            .await?)
+    }
+
+    pub async fn route_case(
+        &self,
+        case_id: Uuid,
+        queue_id: Uuid,
+        reason: &str,
+        metadata: &Metadata,
+    ) -> Result<CommandOutcome<CaseEvent>, WorkQueueError> {
+        let to = QueueRef {
+            queue_id,
+            exists: self.exists(&self.queues, queue_id).await?,
+        };
+        let command = CaseCommand::Route {
+            to,
+            reason: reason.to_owned(),
+        };
+        Ok(self.cases.handle(case_id, &command, metadata).await?)
+    }
+
+    /// Assigns a case to a person; `to_exists` is the caller's look-up of the account.
+    pub async fn assign_case(
+        &self,
+        case_id: Uuid,
+        to: &str,
+        to_exists: bool,
+        reason: &str,
+        metadata: &Metadata,
+    ) -> Result<CommandOutcome<CaseEvent>, WorkQueueError> {
+        let command = CaseCommand::Assign {
+            to: to.to_owned(),
+            to_exists,
+            reason: reason.to_owned(),
+        };
+        Ok(self.cases.handle(case_id, &command, metadata).await?)
+    }
+
+    pub async fn close_case(
+        &self,
+        case_id: Uuid,
+        resolution: &str,
+        metadata: &Metadata,
+    ) -> Result<CommandOutcome<CaseEvent>, WorkQueueError> {
+        // A task linked after this count appends to the case stream too, so the close and the
+        // link cannot both succeed on the version this was decided on.
+        let unfinished = count(
+            sqlx::query_scalar(
+                "SELECT count(*) FROM wq_tasks WHERE case_id = $1 AND status IN ('open', 'claimed')",
+            )
+            .bind(case_id)
+            .fetch_one(self.store.pool())
+            .await?,
+        );
+        let command = CaseCommand::Close {
+            resolution: resolution.to_owned(),
+            unfinished_tasks: unfinished,
+        };
+        Ok(self.cases.handle(case_id, &command, metadata).await?)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Streams on a transaction
+    // -----------------------------------------------------------------------------------------
+
+    /// Loads an aggregate on the transaction. A stream of another type reads as absent (its
+    /// version is still returned, so that an append to it fails).
+    async fn load_in<A: Aggregate>(
+        &self,
+        conn: &mut PgConnection,
+        stream_id: Uuid,
+    ) -> Result<(u64, A), WorkQueueError> {
+        let recorded = self.store.read_stream_in(conn, stream_id).await?;
+        let version = recorded.last().map_or(0, |e| e.version);
+        if recorded
+            .first()
+            .is_some_and(|e| e.stream_type != A::STREAM_TYPE)
+        {
+            return Ok((version, A::default()));
+        }
+        let mut state = A::default();
+        for event in &recorded {
+            state = state.evolve(&codec::decode::<A>(event)?);
+        }
+        Ok((version, state))
+    }
+
+    /// Appends `events` at `version` on the transaction; returns the new version and cursor.
+    async fn append_in<A: Aggregate>(
+        &self,
+        conn: &mut PgConnection,
+        stream_id: Uuid,
+        version: u64,
+        events: &[A::Event],
+        metadata: &Metadata,
+    ) -> Result<(u64, Option<Cursor>), WorkQueueError> {
+        if events.is_empty() {
+            return Ok((version, None));
+        }
+        let encoded = events
+            .iter()
+            .map(codec::encode::<A>)
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected = if version == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(version)
+        };
+        let appended = self
+            .store
+            .append_in(
+                conn,
+                stream_id,
+                A::STREAM_TYPE,
+                expected,
+                &encoded,
+                metadata,
+            )
+            .await?;
+        Ok((appended.last_version, appended.cursor))
+    }
+}
+
+/// A task command, or what is needed to make it from look-ups under the task's lock.
+enum TaskRequest<'a> {
+    Ready(TaskCommand),
+    Claim { user: &'a str },
+    Reassign(&'a Reassignment),
+}
+
+impl TaskRequest<'_> {
+    async fn into_command(
+        self,
+        tx: &mut PgConnection,
+        queue_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<TaskCommand, WorkQueueError> {
+        Ok(match self {
+            TaskRequest::Ready(command) => command,
+            TaskRequest::Claim { user } => {
+                lock_user(tx, user).await?;
+                let standing = standing_in(tx, queue_id, user, now).await?;
+                let capacity = per_user_capacity(tx, queue_id).await?;
+                let (claimed, _) = load_in_queue(tx, queue_id, user).await?;
+                TaskCommand::Claim {
+                    user: user.to_owned(),
+                    standing,
+                    load: Load { claimed, capacity },
+                    next: false,
+                }
+            }
+            TaskRequest::Reassign(request) => {
+                let by = standing_in(tx, queue_id, &request.by, now).await?;
+                lock_user(tx, &request.to).await?;
+                let to_standing = standing_in(tx, queue_id, &request.to, now).await?;
+                let capacity = per_user_capacity(tx, queue_id).await?;
+                let (claimed, _) = load_in_queue(tx, queue_id, &request.to).await?;
+                TaskCommand::Reassign {
+                    by: request.by.clone(),
+                    authorized: request.by_admin || by.lead,
+                    to: request.to.clone(),
+                    to_standing,
+                    to_load: Load { claimed, capacity },
+                    reason: request.reason.clone(),
+                }
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The wq_* tables
+// ---------------------------------------------------------------------------------------------
+
+/// A transaction-scoped advisory lock on `(kind, key)`.
+async fn lock_key(conn: &mut PgConnection, kind: &str, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("wq:{kind}:{key}"))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The lock every command that changes what a user holds, or may hold, takes.
+async fn lock_user(conn: &mut PgConnection, user: &str) -> Result<(), sqlx::Error> {
+    lock_key(conn, "user", user).await
+}
+
+/// Locks a task's row; its queue and the version the row reflects, or `None` for no task.
+async fn lock_task(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+) -> Result<Option<(Uuid, u64)>, sqlx::Error> {
+    let row: Option<(Uuid, i64)> =
+        sqlx::query_as("SELECT queue_id, version FROM wq_tasks WHERE task_id = $1 FOR UPDATE")
+            .bind(task_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(q, v)| (q, to_u64(v))))
+}
+
+/// The row and the stream must agree; they are written together, so a difference means
+/// something wrote the stream around this module.
+fn check_row_version(task_id: Uuid, row: u64, stream: u64) -> Result<(), WorkQueueError> {
+    if row == stream {
+        return Ok(());
+    }
+    Err(StoreError::WrongExpectedVersion {
+        stream_id: task_id,
+        expected: ExpectedVersion::Exact(row),
+        actual: stream,
+    }
+    .into())
+}
+
+/// `user`'s standing in a queue at `now`, from their grants in force.
+async fn standing_in(
+    conn: &mut PgConnection,
+    queue_id: Uuid,
+    user: &str,
+    now: DateTime<Utc>,
+) -> Result<Standing, sqlx::Error> {
+    let grants: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT role, skills FROM wq_grants WHERE queue_id = $1 AND username = $2 \
+         AND valid_from <= $3 AND (valid_until IS NULL OR valid_until > $3)",
+    )
+    .bind(queue_id)
+    .bind(user)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    let mut standing = Standing::default();
+    for (role, skills) in grants {
+        standing.member = true;
+        standing.lead |= role == QueueRole::Lead.as_str();
+        standing
+            .skills
+            .extend(skills.iter().filter_map(|s| GroupLabel::parse(s).ok()));
+    }
+    standing.skills.sort();
+    standing.skills.dedup();
+    Ok(standing)
+}
+
+/// How many of a queue's tasks `user` holds, and the sum of their priorities.
+async fn load_in_queue(
+    conn: &mut PgConnection,
+    queue_id: Uuid,
+    user: &str,
+) -> Result<(u32, u32), sqlx::Error> {
+    let (n, weight): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(priority), 0)::bigint FROM wq_tasks \
+         WHERE claimant = $1 AND queue_id = $2 AND status = 'claimed'",
+    )
+    .bind(user)
+    .bind(queue_id)
+    .fetch_one(conn)
+    .await?;
+    Ok((count(n), count(weight)))
+}
+
+async fn per_user_capacity(conn: &mut PgConnection, queue_id: Uuid) -> Result<u32, sqlx::Error> {
+    let capacity: Option<i32> =
+        sqlx::query_scalar("SELECT per_user_capacity FROM wq_queues WHERE queue_id = $1")
+            .bind(queue_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(capacity.and_then(|c| u32::try_from(c).ok()).unwrap_or(0))
+}
+
+/// When the SLA check should next look at `task`: `None` once finished or at the last level.
+fn next_escalation(task: &Task, policy: &EscalationPolicy) -> Option<DateTime<Utc>> {
+    if task.status.is_finished() || task.escalation_level >= policy.max_level {
+        return None;
+    }
+    let due = task.due_at?;
+    Some(
+        due + chrono::Duration::minutes(
+            i64::from(policy.repeat_every_minutes) * i64::from(task.escalation_level),
+        ),
+    )
+}
+
+/// Writes a task's row from its state. `next`: `Some(x)` sets the next escalation time, `None`
+/// leaves it as it is.
+async fn put_task_row(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    task: &Task,
+    version: u64,
+    next: Option<Option<DateTime<Utc>>>,
+) -> Result<(), WorkQueueError> {
+    let queue_id = task.queue_id.ok_or(TaskError::NotFound)?;
+    let group_keys: Vec<String> = task
+        .groups
+        .iter()
+        .map(|g| format!("{queue_id}:{g}"))
+        .collect();
+    sqlx::query(
+        "INSERT INTO wq_tasks (task_id, queue_id, case_id, status, priority, created_at, due_at, claimant, \
+                               escalation_level, next_escalation_at, group_keys, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (task_id) DO UPDATE SET case_id = $3, status = $4, priority = $5, claimant = $8, \
+             escalation_level = $9, \
+             next_escalation_at = CASE WHEN $13 THEN $10 ELSE wq_tasks.next_escalation_at END, \
+             version = $12",
+    )
+    .bind(task_id)
+    .bind(queue_id)
+    .bind(task.case_id)
+    .bind(task.status.as_str())
+    .bind(i16::from(task.priority.map_or(1, Priority::get)))
+    .bind(task.created_at)
+    .bind(task.due_at)
+    .bind(task.claimant.as_deref().filter(|_| task.status == TaskStatus::Claimed))
+    .bind(i32::try_from(task.escalation_level).unwrap_or(i32::MAX))
+    .bind(next.flatten())
+    .bind(&group_keys)
+    .bind(to_i64(version))
+    .bind(next.is_some())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Mirrors a queue event into `wq_queues` / `wq_grants`.
+async fn mirror_queue_event(
+    conn: &mut PgConnection,
+    queue_id: Uuid,
+    event: &QueueEvent,
+) -> Result<(), sqlx::Error> {
+    match event {
+        QueueEvent::QueueCreated { config, .. } | QueueEvent::QueueConfigured { config, .. } => {
+            sqlx::query(
+                "INSERT INTO wq_queues (queue_id, per_user_capacity, total_capacity, distribution) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (queue_id) DO UPDATE \
+                 SET per_user_capacity = $2, total_capacity = $3, distribution = $4",
+            )
+            .bind(queue_id)
+            .bind(i32::try_from(config.capacity.per_user).unwrap_or(i32::MAX))
+            .bind(config.capacity.total.map(|t| i32::try_from(t).unwrap_or(i32::MAX)))
+            .bind(config.distribution.as_str())
+            .execute(conn)
+            .await?;
+        }
+        QueueEvent::QueueAccessGranted { grant, .. } => {
+            sqlx::query(
+                "INSERT INTO wq_grants (grant_id, queue_id, username, role, skills, valid_from, valid_until) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(grant.grant_id)
+            .bind(queue_id)
+            .bind(grant.username.as_str())
+            .bind(grant.role.as_str())
+            .bind(
+                grant
+                    .skills
+                    .iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(grant.valid_from)
+            .bind(grant.valid_until)
+            .execute(conn)
+            .await?;
+        }
+        QueueEvent::QueueAccessRevoked { grant_id, .. } => {
+            sqlx::query("DELETE FROM wq_grants WHERE grant_id = $1")
+                .bind(grant_id)
+                .execute(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn count(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
