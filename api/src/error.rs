@@ -10,6 +10,7 @@ use serde::Serialize;
 use commands::credentialing::CredentialingError;
 use commands::jobs::JobError;
 use commands::practices::PracticeServiceError;
+use commands::workqueue::WorkQueueError;
 use commands::StoreError;
 use domain::allocation::AllocationError;
 use domain::credential::CredentialError;
@@ -87,6 +88,9 @@ pub enum ApiError {
         field: &'static str,
         staff_id: uuid::Uuid,
     },
+    /// Refused by a department, queue, task or case, or by claim-next.
+    #[error(transparent)]
+    WorkQueue(WorkQueueError),
     #[error("the job is still running; follow it at GET /jobs")]
     JobStillRunning,
     /// A resource the read model does not know (yet).
@@ -253,6 +257,7 @@ impl ApiError {
             ),
             ApiError::Credentialing(e) => credentialing_parts(e),
             ApiError::Practices(e) => practice_parts(e),
+            ApiError::WorkQueue(e) => work_parts(e),
             ApiError::Job(e) => match e {
                 JobError::UnknownJob(_) => (StatusCode::NOT_FOUND, "unknown_job", "Not found"),
                 JobError::AlreadyRunning(_) => (StatusCode::CONFLICT, "job_running", "Conflict"),
@@ -360,6 +365,10 @@ impl ApiError {
             | ApiError::Allocation(_)
             | ApiError::WorkAllocation(_)
             | ApiError::UnknownStaff { .. } => staffing_extensions(self, problem),
+            ApiError::WorkQueue(e) => work_extensions(e, problem),
+            ApiError::InvalidField { field, .. } => {
+                problem.with_extensions(serde_json::json!({ "field": field }))
+            }
             _ => problem,
         }
     }
@@ -466,6 +475,124 @@ fn practice_parts(e: &PracticeServiceError) -> (StatusCode, &'static str, &'stat
         ),
     };
     (status, code, title)
+}
+
+fn work_parts(e: &WorkQueueError) -> (StatusCode, &'static str, &'static str) {
+    use commands::workqueue::NothingToClaim as N;
+    use domain::workqueue::case::CaseError as C;
+    use domain::workqueue::department::DepartmentError as D;
+    use domain::workqueue::queue::QueueError as Q;
+    use domain::workqueue::task::TaskError as T;
+    const CONFLICT: (StatusCode, &str) = (StatusCode::CONFLICT, "Conflict");
+    const INVALID: (StatusCode, &str) = (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request");
+    const MISSING: (StatusCode, &str) = (StatusCode::NOT_FOUND, "Not found");
+    const REFUSED: (StatusCode, &str) = (StatusCode::FORBIDDEN, "Forbidden");
+    let ((status, title), code) = match e {
+        WorkQueueError::Department(d) => match d {
+            D::CodeTaken { .. } => (CONFLICT, "department_code_taken"),
+            D::NotFound => (MISSING, "department_not_found"),
+            D::UnknownParent { .. } => (INVALID, "unknown_department"),
+            D::Invalid(_) => (INVALID, "invalid_field"),
+        },
+        WorkQueueError::Queue(q) => match q {
+            Q::NameTaken { .. } => (CONFLICT, "queue_name_taken"),
+            Q::NotFound => (MISSING, "queue_not_found"),
+            Q::UnknownDepartment { .. } => (INVALID, "unknown_department"),
+            Q::UnknownUser { .. } => (INVALID, "unknown_user"),
+            Q::UnknownGroup { .. } => (INVALID, "unknown_group"),
+            Q::GroupRemoved { .. } => (CONFLICT, "group_removed"),
+            Q::WindowEndsBeforeStart { .. } | Q::WindowInPast { .. } => {
+                (INVALID, "invalid_grant_window")
+            }
+            Q::GrantExists { .. } => (CONFLICT, "grant_exists"),
+            Q::UnknownGrant { .. } => (MISSING, "grant_not_found"),
+            Q::Invalid(_) => (INVALID, "invalid_field"),
+        },
+        WorkQueueError::Task(t) => match t {
+            T::NotFound => (MISSING, "task_not_found"),
+            T::AlreadyExists => (CONFLICT, "task_exists"),
+            T::UnknownQueue { .. } => (INVALID, "unknown_queue"),
+            T::UnknownGroup { .. } => (INVALID, "unknown_group"),
+            T::QueueFull { .. } => (CONFLICT, "queue_full"),
+            T::UnknownCase { .. } => (INVALID, "unknown_case"),
+            T::CaseClosed { .. } => (CONFLICT, "case_closed"),
+            T::AlreadyLinked { .. } => (CONFLICT, "task_already_linked"),
+            T::AlreadyClaimed { .. } => (CONFLICT, "task_already_claimed"),
+            T::WrongState { .. } => (CONFLICT, "task_wrong_state"),
+            T::NoValidGrant { .. } => (REFUSED, "no_valid_grant"),
+            T::NotInCandidateGroups { .. } => (REFUSED, "not_in_candidate_groups"),
+            T::OverCapacity { .. } => (CONFLICT, "over_capacity"),
+            T::NotClaimant { .. } => (REFUSED, "not_claimant"),
+            T::NotLeadOrAdmin => (REFUSED, "not_lead_or_admin"),
+            T::NotAllowedToCancel => (REFUSED, "not_allowed_to_cancel"),
+            T::AlreadyHolds { .. } => (CONFLICT, "already_holds_task"),
+            T::Invalid(_) => (INVALID, "invalid_field"),
+        },
+        WorkQueueError::Case(c) => match c {
+            C::NumberTaken { .. } => (CONFLICT, "case_number_taken"),
+            C::NotFound => (MISSING, "case_not_found"),
+            C::Closed => (CONFLICT, "case_closed"),
+            C::UnknownQueue { .. } => (INVALID, "unknown_queue"),
+            C::UnknownUser { .. } => (INVALID, "unknown_user"),
+            C::AlreadyInQueue { .. } => (CONFLICT, "case_already_in_queue"),
+            C::AlreadyAssigned { .. } => (CONFLICT, "case_already_assigned"),
+            C::UnfinishedTasks { .. } => (CONFLICT, "case_has_unfinished_tasks"),
+            C::TooManyTasks => (CONFLICT, "case_too_many_tasks"),
+            C::Invalid(_) => (INVALID, "invalid_field"),
+        },
+        WorkQueueError::StaleVersion { .. } => (CONFLICT, "stale_version"),
+        WorkQueueError::NothingToClaim(n) => match n {
+            N::NoGrants => (REFUSED, "no_valid_grant"),
+            N::AtCapacity => (CONFLICT, "over_capacity"),
+            N::NoOpenTask => (MISSING, "no_task_available"),
+        },
+        WorkQueueError::TooManyConflicts { .. } => (CONFLICT, "concurrency_conflict"),
+        WorkQueueError::Store(_) | WorkQueueError::Codec(_) => (
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+            "internal",
+        ),
+    };
+    (status, code, title)
+}
+
+/// Machine-readable details of a work-queue refusal: who holds the task, the state it is in
+/// and the states the command needed, the capacity, the current version, the field.
+fn work_extensions(e: &WorkQueueError, problem: Problem) -> Problem {
+    use domain::workqueue::task::TaskError as T;
+    let field = |f: &str| serde_json::json!({ "field": f });
+    let extensions = match e {
+        WorkQueueError::Task(T::AlreadyClaimed { by }) => serde_json::json!({ "claimed_by": by }),
+        WorkQueueError::Task(T::NotClaimant { claimant }) => {
+            serde_json::json!({ "claimed_by": claimant })
+        }
+        WorkQueueError::Task(T::WrongState { status, allowed }) => {
+            serde_json::json!({ "current_status": status, "allowed": allowed })
+        }
+        WorkQueueError::Task(T::OverCapacity {
+            claimed, capacity, ..
+        }) => serde_json::json!({ "claimed": claimed, "capacity": capacity }),
+        WorkQueueError::StaleVersion { expected, actual } => {
+            serde_json::json!({ "expected_version": expected, "current_version": actual })
+        }
+        WorkQueueError::Task(T::Invalid(v)) => field(v.field),
+        WorkQueueError::Queue(domain::workqueue::queue::QueueError::Invalid(v)) => field(v.field),
+        WorkQueueError::Case(domain::workqueue::case::CaseError::Invalid(v)) => field(v.field),
+        WorkQueueError::Department(domain::workqueue::department::DepartmentError::Invalid(v)) => {
+            field(v.field)
+        }
+        _ => return problem,
+    };
+    problem.with_extensions(extensions)
+}
+
+impl From<WorkQueueError> for ApiError {
+    fn from(e: WorkQueueError) -> Self {
+        match e {
+            WorkQueueError::Store(s) => ApiError::Store(s),
+            WorkQueueError::Codec(c) => ApiError::internal(c),
+            other => ApiError::WorkQueue(other),
+        }
+    }
 }
 
 impl From<PracticeServiceError> for ApiError {

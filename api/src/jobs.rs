@@ -8,7 +8,10 @@
 //!   (every 5 minutes): sends them, retries with backoff, cancels ones whose expiry changed;
 //!   `notification-retention` (weekly): drops old ones from the read model.
 //!
-//! Both find their candidates in the read model (which may lag) and leave every decision to
+//! - `sla-escalation` (every minute): escalates overdue open or claimed tasks, one level at a
+//!   time by their queue's policy (`commands::workqueue`).
+//!
+//! The renewal jobs find their candidates in the read model (which may lag) and leave every decision to
 //! the aggregates, so a stale candidate list can cost a skipped credential until the next run,
 //! never a duplicate renewal or a wrong expiry.
 
@@ -246,6 +249,8 @@ pub struct JobDeps {
     pub channel: Arc<Channel>,
     /// The contact line every notification ends with.
     pub contact: String,
+    /// Work queues, for the SLA check.
+    pub work: Arc<commands::workqueue::WorkQueues>,
 }
 
 /// Every job of the server.
@@ -262,7 +267,45 @@ pub fn all(deps: &JobDeps) -> Vec<Arc<dyn Job>> {
         Arc::new(NotificationCheck { deps: deps.clone() }),
         Arc::new(NotificationDispatch { deps: deps.clone() }),
         Arc::new(NotificationRetention { deps: deps.clone() }),
+        Arc::new(SlaEscalation {
+            work: deps.work.clone(),
+        }),
     ]
+}
+
+pub const SLA_ESCALATION: &str = "sla-escalation";
+
+/// Escalates overdue tasks. Two servers running it at once escalate each level once: every
+/// task is decided under its row lock from its own events.
+#[derive(Debug, Clone)]
+pub struct SlaEscalation {
+    pub work: Arc<commands::workqueue::WorkQueues>,
+}
+
+impl Job for SlaEscalation {
+    fn name(&self) -> &'static str {
+        SLA_ESCALATION
+    }
+
+    fn description(&self) -> &'static str {
+        "Escalates overdue open or claimed tasks and raises their priority by the queue's policy"
+    }
+
+    fn default_interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    fn run(&self, now: DateTime<Utc>) -> JobFuture<'_> {
+        Box::pin(async move {
+            let metadata = Metadata::by(format!("job:{SLA_ESCALATION}"));
+            let report = self
+                .work
+                .escalate_overdue(now, &metadata)
+                .await
+                .map_err(JobFailure::from)?;
+            serde_json::to_value(report).map_err(JobFailure::from)
+        })
+    }
 }
 
 pub const NOTIFICATION_CHECK: &str = "notification-check";

@@ -63,6 +63,8 @@ pub struct AppState {
     pub jobs: commands::jobs::JobRunner,
     /// Practices and physician assignment.
     pub practices: std::sync::Arc<commands::practices::Practices>,
+    /// Departments, queues, grants, tasks and cases.
+    pub work: std::sync::Arc<commands::workqueue::WorkQueues>,
     /// What the jobs work with (the notification channel among it).
     pub job_deps: jobs::JobDeps,
     /// Whether this process runs the job scheduler (shown at `GET /jobs`).
@@ -100,6 +102,10 @@ impl AppState {
             store.clone(),
             clock.clone(),
         ));
+        let work = std::sync::Arc::new(commands::workqueue::WorkQueues::new(
+            store.clone(),
+            clock.clone(),
+        ));
         let job_deps = jobs::JobDeps {
             pool: store.pool().clone(),
             credentialing: credentialing.clone(),
@@ -109,6 +115,7 @@ impl AppState {
             )),
             channel: std::sync::Arc::new(notify::Channel::Log),
             contact: DEFAULT_CONTACT.to_owned(),
+            work: work.clone(),
         };
         let jobs = commands::jobs::JobRunner::new(
             store.pool().clone(),
@@ -136,6 +143,7 @@ impl AppState {
             jobs,
             job_deps,
             practices,
+            work,
             scheduler_running: false,
             staff,
             allocations,
@@ -204,6 +212,8 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::notifications::router())
         .merge(routes::staff::router())
         .merge(routes::practices::router())
+        .merge(routes::work::router())
+        .merge(routes::work_views::router())
         .merge(routes::ops::router())
         .merge(openapi::router())
         .route_layer(axum::middleware::from_fn_with_state(

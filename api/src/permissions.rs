@@ -192,6 +192,42 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/jobs/{name}/pause", Access::Roles(ADMINS)),
     ("POST", "/jobs/{name}/resume", Access::Roles(ADMINS)),
     ("GET", "/jobs/{name}/runs", Access::Roles(JOB_READERS)),
+    // Work queues: admins shape the organisation; operators work the tasks and cases (what a
+    // task allows beyond that, the queue's grants decide); automated intake may create tasks.
+    ("POST", "/departments", Access::Roles(ADMINS)),
+    ("POST", "/queues", Access::Roles(ADMINS)),
+    ("PUT", "/queues/{id}", Access::Roles(ADMINS)),
+    ("POST", "/queues/{id}/grants", Access::Roles(ADMINS)),
+    (
+        "POST",
+        "/queues/{id}/grants/{item}/revoke",
+        Access::Roles(ADMINS),
+    ),
+    ("POST", "/tasks", Access::Roles(&[Admin, Staff, System])),
+    ("POST", "/tasks/claim-next", Access::Roles(OPERATORS)),
+    ("POST", "/tasks/{id}/claim", Access::Roles(OPERATORS)),
+    ("POST", "/tasks/{id}/unclaim", Access::Roles(OPERATORS)),
+    ("POST", "/tasks/{id}/reassign", Access::Roles(OPERATORS)),
+    ("POST", "/tasks/{id}/complete", Access::Roles(OPERATORS)),
+    ("POST", "/tasks/{id}/cancel", Access::Roles(OPERATORS)),
+    ("POST", "/tasks/{id}/case", Access::Roles(OPERATORS)),
+    ("POST", "/cases", Access::Roles(OPERATORS)),
+    ("POST", "/cases/{id}/route", Access::Roles(OPERATORS)),
+    ("POST", "/cases/{id}/assign", Access::Roles(OPERATORS)),
+    ("POST", "/cases/{id}/close", Access::Roles(OPERATORS)),
+    // Work queues, the read side: readers see queues, tasks and cases; anyone logged in sees
+    // the tasks they hold; state rebuilt from the events is for auditors, as elsewhere.
+    ("GET", "/departments", Access::Roles(READERS)),
+    ("GET", "/queues", Access::Roles(READERS)),
+    ("GET", "/queues/dashboard", Access::Roles(READERS)),
+    ("GET", "/queues/{id}", Access::Roles(READERS)),
+    ("GET", "/queues/{id}/sla-report", Access::Roles(READERS)),
+    ("GET", "/tasks/mine", Access::AnyUser),
+    ("GET", "/tasks/{id}", Access::Roles(READERS)),
+    ("GET", "/tasks/{id}/state", Access::Roles(AUDITORS)),
+    ("GET", "/cases/{id}", Access::Roles(READERS)),
+    ("GET", "/cases/{id}/routing", Access::Roles(READERS)),
+    ("GET", "/cases/{id}/state", Access::Roles(AUDITORS)),
 ];
 
 /// The entry for a method and route template.

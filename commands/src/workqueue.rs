@@ -373,10 +373,12 @@ impl WorkQueues {
         let mut tx = self.store.pool().begin().await?;
         let row: Option<(Option<String>,)> = match &config {
             Some(c) if c.distribution.is_push() || c.capacity.total.is_some() => {
-                sqlx::query_as("SELECT last_assigned FROM wq_queues WHERE queue_id = $1 FOR UPDATE")
-                    .bind(new.queue_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
+                sqlx::query_as(
+                    "SELECT last_assigned FROM wq_queues WHERE queue_id = $1 FOR NO KEY UPDATE",
+                )
+                .bind(new.queue_id)
+                .fetch_optional(&mut *tx)
+                .await?
             }
             _ => None,
         };
@@ -559,14 +561,16 @@ impl WorkQueues {
         idempotency_key: Option<&str>,
         metadata: &Metadata,
     ) -> Result<TaskWritten, WorkQueueError> {
-        if let Some(key) = idempotency_key {
-            if let Some(done) = self.claimed_with_key(user, key).await? {
-                return Ok(done);
-            }
-        }
         let mut tx = self.store.pool().begin().await?;
         let now = self.clock.now();
         lock_user(&mut tx, user).await?;
+        // Under the user's lock, so that a retry racing its first request waits for it and
+        // then finds its answer.
+        if let Some(key) = idempotency_key {
+            if let Some(done) = claimed_with_key(&mut tx, user, key).await? {
+                return Ok(done);
+            }
+        }
 
         // The user's queues: grants in force now, with the queue's capacity and their load.
         let rows: Vec<(Uuid, Vec<String>, i32, i64)> = sqlx::query_as(
@@ -671,13 +675,8 @@ impl WorkQueues {
             .execute(&mut *tx)
             .await?;
             if inserted.rows_affected() == 0 {
-                // The same key's first request committed meanwhile (we waited on its lock):
-                // give its answer and undo ours.
-                drop(tx);
-                return self
-                    .claimed_with_key(user, key)
-                    .await?
-                    .ok_or(WorkQueueError::TooManyConflicts { attempts: 1 });
+                // Cannot happen under the user's lock; refuse rather than claim twice.
+                return Err(WorkQueueError::TooManyConflicts { attempts: 1 });
             }
         }
         tx.commit().await?;
@@ -688,28 +687,6 @@ impl WorkQueues {
             cursor,
             replayed: false,
         })
-    }
-
-    async fn claimed_with_key(
-        &self,
-        user: &str,
-        key: &str,
-    ) -> Result<Option<TaskWritten>, WorkQueueError> {
-        let row: Option<(Uuid, i64, i64, i64)> = sqlx::query_as(
-            "SELECT task_id, version, transaction_id, position FROM wq_claim_keys \
-             WHERE username = $1 AND idempotency_key = $2",
-        )
-        .bind(user)
-        .bind(key)
-        .fetch_optional(self.store.pool())
-        .await?;
-        Ok(row.map(|(task_id, version, tx, position)| TaskWritten {
-            task_id,
-            version: to_u64(version),
-            events: Vec::new(),
-            cursor: Some(Cursor::new(to_u64(tx), position)),
-            replayed: true,
-        }))
     }
 
     /// Claims a given task.
@@ -756,19 +733,22 @@ impl WorkQueues {
             .await
     }
 
+    /// Cancels a task: `by` must be an admin (`by_admin`), a lead of its queue or its claimant.
     pub async fn cancel(
         &self,
         task_id: Uuid,
         by: &str,
+        by_admin: bool,
         reason: &str,
         expected: Option<u64>,
         metadata: &Metadata,
     ) -> Result<TaskWritten, WorkQueueError> {
-        let command = TaskCommand::Cancel {
-            by: by.to_owned(),
-            reason: reason.to_owned(),
+        let request = TaskRequest::Cancel {
+            by,
+            by_admin,
+            reason,
         };
-        self.task_command(task_id, expected, metadata, TaskRequest::Ready(command))
+        self.task_command(task_id, expected, metadata, request)
             .await
     }
 
@@ -855,7 +835,7 @@ impl WorkQueues {
         let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
         check_row_version(task_id, row_version, version)?;
         let now = self.clock.now();
-        let command = request.into_command(&mut tx, queue_id, now).await?;
+        let command = request.into_command(&mut tx, queue_id, &task, now).await?;
         let events = task.decide(&command, now)?;
         if events.is_empty() {
             return Ok(TaskWritten {
@@ -1125,8 +1105,15 @@ impl WorkQueues {
 /// A task command, or what is needed to make it from look-ups under the task's lock.
 enum TaskRequest<'a> {
     Ready(TaskCommand),
-    Claim { user: &'a str },
+    Claim {
+        user: &'a str,
+    },
     Reassign(&'a Reassignment),
+    Cancel {
+        by: &'a str,
+        by_admin: bool,
+        reason: &'a str,
+    },
 }
 
 impl TaskRequest<'_> {
@@ -1134,10 +1121,25 @@ impl TaskRequest<'_> {
         self,
         tx: &mut PgConnection,
         queue_id: Uuid,
+        task: &Task,
         now: DateTime<Utc>,
     ) -> Result<TaskCommand, WorkQueueError> {
         Ok(match self {
             TaskRequest::Ready(command) => command,
+            TaskRequest::Cancel {
+                by,
+                by_admin,
+                reason,
+            } => {
+                let authorized = by_admin
+                    || task.claimant.as_deref() == Some(by)
+                    || standing_in(tx, queue_id, by, now).await?.lead;
+                TaskCommand::Cancel {
+                    by: by.to_owned(),
+                    authorized,
+                    reason: reason.to_owned(),
+                }
+            }
             TaskRequest::Claim { user } => {
                 lock_user(tx, user).await?;
                 let standing = standing_in(tx, queue_id, user, now).await?;
@@ -1180,6 +1182,29 @@ async fn lock_key(conn: &mut PgConnection, kind: &str, key: &str) -> Result<(), 
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// The claim an idempotency key already made, if any.
+async fn claimed_with_key(
+    conn: &mut PgConnection,
+    user: &str,
+    key: &str,
+) -> Result<Option<TaskWritten>, sqlx::Error> {
+    let row: Option<(Uuid, i64, i64, i64)> = sqlx::query_as(
+        "SELECT task_id, version, transaction_id, position FROM wq_claim_keys \
+         WHERE username = $1 AND idempotency_key = $2",
+    )
+    .bind(user)
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(task_id, version, tx, position)| TaskWritten {
+        task_id,
+        version: to_u64(version),
+        events: Vec::new(),
+        cursor: Some(Cursor::new(to_u64(tx), position)),
+        replayed: true,
+    }))
 }
 
 /// The lock every command that changes what a user holds, or may hold, takes.

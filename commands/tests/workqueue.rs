@@ -125,18 +125,29 @@ async fn task(
         .await?)
 }
 
-/// Every event of the log, in read order.
+/// Every event of the log up to its head now, in read order. Reads stop below the oldest
+/// transaction still running anywhere in the cluster (see `commands::cursor`), so this waits
+/// for that horizon to pass the head rather than stopping short.
 async fn whole_log(store: &EventStore) -> anyhow::Result<Vec<RecordedEvent>> {
+    let head = store.head().await?;
     let mut events = Vec::new();
     let mut cursor = Cursor::START;
-    loop {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while cursor < head {
         let page = store.read_all(cursor, 1_000).await?;
-        let Some(last) = page.last() else {
-            return Ok(events);
-        };
-        cursor = last.cursor;
+        match page.last() {
+            Some(last) => cursor = last.cursor,
+            None => {
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "the log stopped at {cursor}, head {head}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         events.extend(page);
     }
+    Ok(events)
 }
 
 fn task_events(log: &[RecordedEvent]) -> anyhow::Result<Vec<(Uuid, TaskEvent)>> {
@@ -507,15 +518,7 @@ async fn team_queue(
     name: &str,
     distribution: Distribution,
 ) -> anyhow::Result<Uuid> {
-    let q = queue(
-        work,
-        dept,
-        name,
-        distribution,
-        3,
-        &["dea", "license"],
-    )
-    .await?;
+    let q = queue(work, dept, name, distribution, 3, &["dea", "license"]).await?;
     grant(work, q, "alice", &["dea"], None).await?;
     grant(work, q, "bob", &["dea", "license"], None).await?;
     grant(work, q, "carol", &["license"], None).await?;

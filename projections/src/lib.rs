@@ -15,6 +15,8 @@
 //! - [`notifications`]: expiry notifications, the outbox and each delivery attempt.
 //! - [`staffing`]: staff members, allocations of work to them, workloads and ranking candidates.
 //! - [`practices`]: practices, locations, members, and the practice reports.
+//! - [`workqueue`]: departments, queues and grants, tasks with their history, cases with their
+//!   routing history; queue views, my tasks, the dashboard and the SLA report.
 //!
 //! Read models live in the `read_models` schema, which the `caseledger_analyst` role may read.
 
@@ -28,6 +30,7 @@ pub mod rebuild;
 pub mod runtime;
 pub mod staffing;
 pub mod wait;
+pub mod workqueue;
 
 use std::sync::Arc;
 
@@ -43,5 +46,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(notifications::NotificationsModel),
         Arc::new(staffing::StaffingModel),
         Arc::new(practices::PracticesModel),
+        Arc::new(workqueue::WorkQueueModel),
     ]
 }

@@ -669,7 +669,8 @@ async fn the_scheduler_runs_due_jobs_once_per_slot_and_skips_paused_ones(
             "notification-dispatch",
             "notification-retention",
             "renewal-expiry",
-            "renewal-scan"
+            "renewal-scan",
+            "sla-escalation"
         ]
     );
     assert!(jobs.tick().await?.is_empty(), "nothing is due again yet");
@@ -677,8 +678,12 @@ async fn the_scheduler_runs_due_jobs_once_per_slot_and_skips_paused_ones(
     // An hour later only the hourly and five-minute jobs are due; a paused scan is skipped
     // when due.
     clock.advance(Duration::hours(1));
-    let ran: Vec<String> = jobs.tick().await?.into_iter().map(|r| r.job).collect();
-    assert_eq!(ran, vec!["notification-dispatch", "renewal-expiry"]);
+    let mut ran: Vec<String> = jobs.tick().await?.into_iter().map(|r| r.job).collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        vec!["notification-dispatch", "renewal-expiry", "sla-escalation"]
+    );
     let paused = app
         .client
         .post(app.url("/jobs/renewal-scan/pause"))
@@ -686,8 +691,12 @@ async fn the_scheduler_runs_due_jobs_once_per_slot_and_skips_paused_ones(
         .await?;
     assert_eq!(paused.status(), StatusCode::NO_CONTENT);
     clock.advance(Duration::hours(6));
-    let ran: Vec<String> = jobs.tick().await?.into_iter().map(|r| r.job).collect();
-    assert_eq!(ran, vec!["notification-dispatch", "renewal-expiry"]);
+    let mut ran: Vec<String> = jobs.tick().await?.into_iter().map(|r| r.job).collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        vec!["notification-dispatch", "renewal-expiry", "sla-escalation"]
+    );
 
     let status: Value = app
         .client

@@ -14,3 +14,5 @@ pub mod renewals;
 pub mod staff;
 pub mod streams;
 pub mod users;
+pub mod work;
+pub mod work_views;

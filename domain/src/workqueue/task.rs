@@ -137,8 +137,11 @@ pub enum TaskCommand {
         outcome: String,
         note: Option<String>,
     },
+    /// By an admin, a lead of the queue or the claimant (`authorized`, decided outside from
+    /// the caller's role and grants).
     Cancel {
         by: String,
+        authorized: bool,
         reason: String,
     },
     /// Raise the escalation level to what the policy says for `now`.
@@ -252,6 +255,8 @@ pub enum TaskError {
     NotClaimant { claimant: String },
     #[error("only an admin or a lead of the task's queue may reassign it")]
     NotLeadOrAdmin,
+    #[error("only an admin, a lead of the task's queue or its claimant may cancel it")]
+    NotAllowedToCancel,
     #[error("{to} already holds the task")]
     AlreadyHolds { to: String },
     #[error(transparent)]
@@ -499,9 +504,16 @@ impl Aggregate for Task {
                     at: now,
                 }])
             }
-            TaskCommand::Cancel { by, reason } => {
+            TaskCommand::Cancel {
+                by,
+                authorized,
+                reason,
+            } => {
                 if self.status.is_finished() {
                     return Err(self.wrong_state(&["open", "claimed"]));
+                }
+                if !authorized {
+                    return Err(TaskError::NotAllowedToCancel);
                 }
                 let reason = text("reason", reason, MAX_REASON_CHARS)?;
                 Ok(vec![TaskEvent::TaskCancelled {
@@ -823,6 +835,7 @@ mod tests {
             (
                 TaskCommand::Cancel {
                     by: "lee".into(),
+                    authorized: true,
                     reason: "duplicate".into(),
                 },
                 1,
