@@ -347,3 +347,147 @@ async fn bad_work_queue_input_is_refused_by_name_and_appends_nothing(
     assert_eq!(app.store.head().await?, head, "nothing was appended");
     Ok(())
 }
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn a_case_passes_through_queues_and_people_and_its_routing_history_says_so(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let app = spawn_app_with(pool, Options::default()).await?;
+    let intake = setup_queue(&app).await?;
+    let department = {
+        let (_, list) = send(app.client.get(app.url("/departments"))).await?;
+        list[0]["department_id"]
+            .as_str()
+            .or(list[0]["id"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let legal = created(
+        &app,
+        "/queues",
+        json!({"name": "Legal review", "department_id": department, "capacity": {"per_user": 5}}),
+    )
+    .await?;
+    let sam = TestApp::client_with(&app.token_for("sam", Role::Staff).await?)?;
+    grant(
+        &app,
+        &intake,
+        json!({"username": "sam", "role": "member", "skills": ["dea"]}),
+    )
+    .await?;
+
+    let case = created(
+        &app,
+        "/cases",
+        json!({"number": "case-2026-0042", "subject": "Lapsed DEA registration",
+               "allegations": ["prescribing while lapsed"], "queue_id": intake}),
+    )
+    .await?;
+    let (status, problem) = send(app.client.post(app.url("/cases")).json(&json!({
+        "number": "CASE-2026-0042", "subject": "again"})))
+    .await?;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("case_number_taken"))
+    );
+
+    // A task for the case, claimed and held: the case cannot close while it is unfinished.
+    let task = created(
+        &app,
+        "/tasks",
+        json!({"queue_id": intake, "title": "Check DEA status", "priority": 4, "groups": ["dea"], "case_id": case}),
+    )
+    .await?;
+    let (status, claimed) = send(sam.post(app.url(&format!("/tasks/{task}/claim")))).await?;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    let (status, problem) = send(
+        app.client
+            .post(app.url(&format!("/cases/{case}/close")))
+            .json(&json!({"resolution": "resolved"})),
+    )
+    .await?;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("case_has_unfinished_tasks"))
+    );
+
+    // Routed to legal and assigned to sam, each with a reason.
+    let (status, _) = send(
+        app.client
+            .post(app.url(&format!("/cases/{case}/route")))
+            .json(&json!({"queue_id": legal, "reason": "possible violation"})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, problem) = send(
+        app.client
+            .post(app.url(&format!("/cases/{case}/assign")))
+            .json(&json!({"to": "nobody", "reason": "x"})),
+    )
+    .await?;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_user"))
+    );
+    let (status, _) = send(
+        app.client
+            .post(app.url(&format!("/cases/{case}/assign")))
+            .json(&json!({"to": "sam", "reason": "knows the physician"})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, done) =
+        send(sam.post(app.url(&format!("/tasks/{task}/complete"))).json(
+            &json!({"outcome": "registration lapsed", "expected_version": claimed["version"]}),
+        ))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let (status, closed) = send(
+        app.client
+            .post(app.url(&format!("/cases/{case}/close")))
+            .json(&json!({"resolution": "referred to the board"})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{closed}");
+    let cursor = closed["cursor"].as_str().unwrap_or_default().to_owned();
+
+    let (status, history) = send(
+        app.client
+            .get(app.url(&format!("/cases/{case}/routing?min_cursor={cursor}"))),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let steps: Vec<(String, Option<String>, Option<String>)> = history
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["kind"].as_str().unwrap_or_default().to_owned(),
+                        r["queue_name"].as_str().map(str::to_owned),
+                        r["to_user"].as_str().map(str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        steps,
+        vec![
+            ("routed".to_owned(), some("Licence review"), None),
+            (
+                "task_claimed".to_owned(),
+                some("Licence review"),
+                some("sam")
+            ),
+            ("routed".to_owned(), some("Legal review"), None),
+            ("assigned".to_owned(), some("Legal review"), some("sam")),
+            ("task_completed".to_owned(), some("Licence review"), None),
+        ],
+        "{history}"
+    );
+    assert_eq!(history[2]["reason"], "possible violation");
+    Ok(())
+}
