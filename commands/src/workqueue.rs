@@ -19,8 +19,9 @@
 //! Lock order, which is what keeps this free of deadlocks: queue row, then task row, then user
 //! locks in username order. Claim-next takes a user lock and then rows it never waits for.
 //!
-//! Departments and cases have no such look-ups and use [`CommandHandler`], except where a case
-//! and a task change together (a task created for a case, a task linked to one).
+//! Departments have no such look-ups and use [`CommandHandler`]. Case commands take a lock on
+//! the case that task creation and linking for the case take too, so that closing a case
+//! counts unfinished tasks nobody can add to meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,7 +85,6 @@ impl From<sqlx::Error> for WorkQueueError {
 }
 
 service_error_from_handle_error!(WorkQueueError, DepartmentError, DepartmentError::NotFound);
-service_error_from_handle_error!(WorkQueueError, CaseError, CaseError::NotFound);
 
 /// Why claim-next gave nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -155,7 +155,6 @@ pub struct WorkQueues {
     store: EventStore,
     clock: Arc<dyn Clock>,
     pub departments: CommandHandler<Department>,
-    pub cases: CommandHandler<Case>,
     /// Loads queues outside transactions (configuration for task creation and the SLA check).
     pub queues: CommandHandler<Queue>,
 }
@@ -167,7 +166,6 @@ impl WorkQueues {
     pub fn new(store: EventStore, clock: Arc<dyn Clock>) -> Self {
         Self {
             departments: CommandHandler::new(store.clone(), clock.clone()),
-            cases: CommandHandler::new(store.clone(), clock.clone()),
             queues: CommandHandler::new(store.clone(), clock.clone()),
             store,
             clock,
@@ -371,6 +369,9 @@ impl WorkQueues {
         })?;
         let config = queue.config.clone().filter(|_| queue_version > 0);
         let mut tx = self.store.pool().begin().await?;
+        // Two retries of one creation (one idempotency key) meet here; the second finds the
+        // task the first made.
+        lock_key(&mut tx, "task", &new.task_id.to_string()).await?;
         let row: Option<(Option<String>,)> = match &config {
             Some(c) if c.distribution.is_push() || c.capacity.total.is_some() => {
                 sqlx::query_as(
@@ -410,6 +411,7 @@ impl WorkQueues {
         let now = self.clock.now();
         let case = match new.case_id {
             Some(case_id) => {
+                lock_key(&mut tx, "case", &case_id.to_string()).await?;
                 let (case_version, case) = self.load_in::<Case>(&mut tx, case_id).await?;
                 Some((case_version, case_id, case))
             }
@@ -562,8 +564,9 @@ impl WorkQueues {
         metadata: &Metadata,
     ) -> Result<TaskWritten, WorkQueueError> {
         let mut tx = self.store.pool().begin().await?;
-        let now = self.clock.now();
         lock_user(&mut tx, user).await?;
+        // After the lock: a grant that ended while this waited no longer counts.
+        let now = self.clock.now();
         // Under the user's lock, so that a retry racing its first request waits for it and
         // then finds its answer.
         if let Some(key) = idempotency_key {
@@ -777,6 +780,7 @@ impl WorkQueues {
         };
         let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
         check_row_version(task_id, row_version, version)?;
+        lock_key(&mut tx, "case", &case_id.to_string()).await?;
         let (case_version, case) = self.load_in::<Case>(&mut tx, case_id).await?;
         let lookup = CaseLookup {
             case_id,
@@ -976,10 +980,8 @@ impl WorkQueues {
             allegations,
             queue,
         };
-        Ok(self
-            .cases
-            .handle(Case::stream_id(&number), &command, metadata)
-            .await?)
+        self.case_command(Case::stream_id(&number), command, metadata)
+            .await
     }
 
     pub async fn route_case(
@@ -997,7 +999,7 @@ impl WorkQueues {
             to,
             reason: reason.to_owned(),
         };
-        Ok(self.cases.handle(case_id, &command, metadata).await?)
+        self.case_command(case_id, command, metadata).await
     }
 
     /// Assigns a case to a person; `to_exists` is the caller's look-up of the account.
@@ -1014,7 +1016,7 @@ impl WorkQueues {
             to_exists,
             reason: reason.to_owned(),
         };
-        Ok(self.cases.handle(case_id, &command, metadata).await?)
+        self.case_command(case_id, command, metadata).await
     }
 
     pub async fn close_case(
@@ -1023,21 +1025,56 @@ impl WorkQueues {
         resolution: &str,
         metadata: &Metadata,
     ) -> Result<CommandOutcome<CaseEvent>, WorkQueueError> {
-        // A task linked after this count appends to the case stream too, so the close and the
-        // link cannot both succeed on the version this was decided on.
-        let unfinished = count(
-            sqlx::query_scalar(
-                "SELECT count(*) FROM wq_tasks WHERE case_id = $1 AND status IN ('open', 'claimed')",
-            )
-            .bind(case_id)
-            .fetch_one(self.store.pool())
-            .await?,
-        );
+        // Counted under the case's lock (in case_command), which task creation and linking
+        // for the case take too.
         let command = CaseCommand::Close {
             resolution: resolution.to_owned(),
-            unfinished_tasks: unfinished,
+            unfinished_tasks: 0,
         };
-        Ok(self.cases.handle(case_id, &command, metadata).await?)
+        self.case_command(case_id, command, metadata).await
+    }
+
+    /// One case command under the case's lock, which every command writing the case stream
+    /// takes (task creation and linking too): they queue instead of failing on each other's
+    /// versions, and a close counts the unfinished tasks no link can add to meanwhile.
+    async fn case_command(
+        &self,
+        case_id: Uuid,
+        command: CaseCommand,
+        metadata: &Metadata,
+    ) -> Result<CommandOutcome<CaseEvent>, WorkQueueError> {
+        let mut tx = self.store.pool().begin().await?;
+        lock_key(&mut tx, "case", &case_id.to_string()).await?;
+        let command = match command {
+            CaseCommand::Close { resolution, .. } => CaseCommand::Close {
+                resolution,
+                unfinished_tasks: count(
+                    sqlx::query_scalar(
+                        "SELECT count(*) FROM wq_tasks WHERE case_id = $1 AND status IN ('open', 'claimed')",
+                    )
+                    .bind(case_id)
+                    .fetch_one(&mut *tx)
+                    .await?,
+                ),
+            },
+            other => other,
+        };
+        let (version, case) = self.load_in::<Case>(&mut tx, case_id).await?;
+        if version > 0 && !case.exists() {
+            return Err(CaseError::NotFound.into());
+        }
+        let events = case.decide(&command, self.clock.now())?;
+        let (version, cursor) = self
+            .append_in::<Case>(&mut tx, case_id, version, &events, metadata)
+            .await?;
+        tx.commit().await?;
+        Ok(CommandOutcome {
+            stream_id: case_id,
+            events,
+            version,
+            cursor,
+            replayed: false,
+        })
     }
 
     // -----------------------------------------------------------------------------------------

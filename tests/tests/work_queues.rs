@@ -313,6 +313,33 @@ async fn bad_work_queue_input_is_refused_by_name_and_appends_nothing(
         ),
         "{problem}"
     );
+    let ancient =
+        json!({"username": "sam", "role": "member", "valid_from": "-5000-01-01T00:00:00Z"});
+    let (status, problem) = grant(&app, &queue, ancient).await?;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("valid_from")),
+        "{problem}"
+    );
+    let huge = json!({"name": "Huge", "department_id": uuid::Uuid::new_v4(),
+        "capacity": {"per_user": 5, "total": 3_000_000_000_u64}});
+    let (status, problem) = send(app.client.post(app.url("/queues")).json(&huge)).await?;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("capacity.total")),
+        "{problem}"
+    );
+    let (status, problem) = send(
+        app.client
+            .post(app.url("/tasks/claim-next"))
+            .json(&json!({"queue_ids": []})),
+    )
+    .await?;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("queue_ids")),
+        "{problem}"
+    );
     let (status, problem) = grant(
         &app,
         &queue,

@@ -536,6 +536,12 @@ pub(crate) async fn claim_next(
 ) -> Result<Json<TaskDone>, ApiError> {
     let key = idempotency_key(&headers)?;
     let body: ClaimNextBody = optional_json(&body)?;
+    if body.queue_ids.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ApiError::InvalidField {
+            field: "queue_ids",
+            reason: "name at least one queue, or leave it out for all of yours".into(),
+        });
+    }
     let written = state
         .work
         .claim_next(

@@ -25,6 +25,11 @@ pub const MAX_NAME_CHARS: usize = 80;
 pub const MAX_PER_USER: u32 = 1_000;
 /// The longest SLA a priority may have: a year, in minutes.
 pub const MAX_SLA_MINUTES: u32 = 525_600;
+/// The most unfinished tasks a queue's total capacity may name.
+pub const MAX_TOTAL: u32 = 1_000_000;
+/// Grant windows must lie within these years: anything else is a typo, and PostgreSQL could
+/// not store every year a client can write.
+pub const GRANT_YEARS: std::ops::RangeInclusive<i32> = 2000..=2199;
 /// The most escalation levels a policy may have.
 pub const MAX_ESCALATION_LEVEL: u32 = 10;
 
@@ -206,10 +211,10 @@ impl QueueConfig {
                 format!("give 1 to {MAX_PER_USER}"),
             ));
         }
-        if self.capacity.total == Some(0) {
+        if self.capacity.total.is_some_and(|t| t == 0 || t > MAX_TOTAL) {
             return Err(value_error(
                 "capacity.total",
-                "give at least 1, or leave it out for no limit",
+                format!("give 1 to {MAX_TOTAL}, or leave it out for no limit"),
             ));
         }
         self.sla.check()?;
@@ -486,6 +491,19 @@ impl Aggregate for Queue {
                     return Err(QueueError::UnknownGroup {
                         group: group.to_string(),
                     });
+                }
+                for (field, at) in [("valid_from", *valid_from), ("valid_until", *valid_until)] {
+                    if at.is_some_and(|at| !GRANT_YEARS.contains(&chrono::Datelike::year(&at))) {
+                        return Err(value_error(
+                            field,
+                            format!(
+                                "give a time in the years {} to {}",
+                                GRANT_YEARS.start(),
+                                GRANT_YEARS.end()
+                            ),
+                        )
+                        .into());
+                    }
                 }
                 let valid_from = valid_from.unwrap_or(now);
                 if let Some(end) = *valid_until {
