@@ -164,6 +164,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         limit: usize,
     },
+    /// Claim-next with concurrent claimers over many open tasks (claims/s, p50/p99) against a
+    /// bare `FOR UPDATE SKIP LOCKED` claim loop on an equally indexed table. Uses (and
+    /// recreates) the database `caseledger_bench_claim` on the same server.
+    Claim {
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 16)]
+        claimers: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Append throughput and latency against plain INSERTs, and whole commands. Uses (and
     /// recreates) the database `caseledger_bench` on the same server.
     Append {
@@ -400,6 +413,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 limit: limit.clamp(1, 100),
             };
             bench::allocation::run(&db, &opts).await?;
+        }
+        Command::Bench(BenchCommand::Claim {
+            tasks,
+            claimers,
+            seconds,
+            runs,
+        }) => {
+            let opts = bench::claim::ClaimBench {
+                tasks,
+                claimers: claimers.max(1),
+                seconds,
+                runs: runs.max(1),
+            };
+            bench::claim::run(&db, &opts).await?;
         }
         Command::Bench(BenchCommand::Append {
             seconds,

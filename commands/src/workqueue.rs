@@ -575,65 +575,50 @@ impl WorkQueues {
             }
         }
 
-        // The user's queues: grants in force now, with the queue's capacity and their load.
-        let rows: Vec<(Uuid, Vec<String>, i32, i64)> = sqlx::query_as(
-            "SELECT g.queue_id, coalesce(array_agg(DISTINCT s) FILTER (WHERE s IS NOT NULL), '{}'), q.per_user_capacity, \
-                    (SELECT count(*) FROM wq_tasks t WHERE t.claimant = $1 AND t.queue_id = g.queue_id AND t.status = 'claimed') \
-             FROM wq_grants g JOIN wq_queues q USING (queue_id) LEFT JOIN LATERAL unnest(g.skills) s ON true \
-             WHERE g.username = $1 AND g.valid_from <= $2 AND (g.valid_until IS NULL OR g.valid_until > $2) \
-               AND ($3::uuid[] IS NULL OR g.queue_id = ANY($3)) \
-             GROUP BY g.queue_id, q.per_user_capacity",
+        // One statement: the user's queues (grants in force now, with room under the
+        // capacity), and in each, the first open task in claim order they may take, walking
+        // that queue's claim-order index; rows other claimers hold right now are skipped, not
+        // waited for. The best of those heads wins. (With several queues, each queue's head
+        // stays locked until this commits, so others take the next one there meanwhile.)
+        let picked: Option<(Uuid, Uuid, i64, Vec<String>, i32, i64)> = sqlx::query_as(
+            "WITH eligible AS ( \
+                 SELECT g.queue_id, \
+                        coalesce(array_agg(DISTINCT s) FILTER (WHERE s IS NOT NULL), '{}') AS skills, \
+                        q.per_user_capacity AS capacity, \
+                        (SELECT count(*) FROM wq_tasks c \
+                          WHERE c.claimant = $1 AND c.queue_id = g.queue_id AND c.status = 'claimed') AS claimed \
+                 FROM wq_grants g JOIN wq_queues q USING (queue_id) LEFT JOIN LATERAL unnest(g.skills) s ON true \
+                 WHERE g.username = $1 AND g.valid_from <= $2 AND (g.valid_until IS NULL OR g.valid_until > $2) \
+                   AND ($3::uuid[] IS NULL OR g.queue_id = ANY($3)) \
+                 GROUP BY g.queue_id, q.per_user_capacity \
+             ) \
+             SELECT t.task_id, t.queue_id, t.version, e.skills, e.capacity, e.claimed \
+             FROM eligible e CROSS JOIN LATERAL ( \
+                 SELECT w.task_id, w.queue_id, w.version, w.priority, w.created_at FROM wq_tasks w \
+                 WHERE w.status = 'open' AND w.queue_id = e.queue_id \
+                   AND (cardinality(w.group_keys) = 0 \
+                        OR w.group_keys && (SELECT array_agg(e.queue_id::text || ':' || x) FROM unnest(e.skills) x)) \
+                 ORDER BY w.priority DESC, w.created_at, w.task_id \
+                 LIMIT 1 FOR UPDATE SKIP LOCKED \
+             ) t \
+             WHERE e.claimed < e.capacity \
+             ORDER BY t.priority DESC, t.created_at, t.task_id \
+             LIMIT 1",
         )
         .bind(user)
         .bind(now)
         .bind(only.map(<[Uuid]>::to_vec))
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
-            return Err(WorkQueueError::NothingToClaim(NothingToClaim::NoGrants));
-        }
-        let mut queues = Vec::new();
-        let mut keys = Vec::new();
-        let mut standings = BTreeMap::new();
-        for (queue_id, skills, capacity, claimed) in rows {
-            let claimed = count(claimed);
-            let capacity = u32::try_from(capacity).unwrap_or(0);
-            if claimed >= capacity {
-                continue;
-            }
-            queues.push(queue_id);
-            keys.extend(skills.iter().map(|s| format!("{queue_id}:{s}")));
-            standings.insert(queue_id, (skills, Load { claimed, capacity }));
-        }
-        if queues.is_empty() {
-            return Err(WorkQueueError::NothingToClaim(NothingToClaim::AtCapacity));
-        }
-        // One query over all the queues; rows other claimers hold right now are skipped, not
-        // waited for. With one queue the planner walks the claim-order index and stops at the
-        // first free row.
-        let picked: Option<(Uuid, Uuid, i64)> = sqlx::query_as(
-            "SELECT task_id, queue_id, version FROM wq_tasks \
-             WHERE status = 'open' AND queue_id = ANY($1) \
-               AND (cardinality(group_keys) = 0 OR group_keys && $2) \
-             ORDER BY priority DESC, created_at, task_id \
-             LIMIT 1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(&queues)
-        .bind(&keys)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((task_id, queue_id, row_version)) = picked else {
-            return Err(WorkQueueError::NothingToClaim(NothingToClaim::NoOpenTask));
+        let Some((task_id, _queue_id, row_version, skills, capacity, claimed)) = picked else {
+            return Err(WorkQueueError::NothingToClaim(
+                self.why_nothing(&mut tx, user, now, only).await?,
+            ));
         };
-        let (skills, load) = standings.remove(&queue_id).unwrap_or_else(|| {
-            (
-                Vec::new(),
-                Load {
-                    claimed: 0,
-                    capacity: 0,
-                },
-            )
-        });
+        let load = Load {
+            claimed: count(claimed),
+            capacity: u32::try_from(capacity).unwrap_or(0),
+        };
         let standing = Standing {
             member: true,
             lead: false,
@@ -689,6 +674,37 @@ impl WorkQueues {
             events,
             cursor,
             replayed: false,
+        })
+    }
+
+    /// Why claim-next found nothing: no grant in force, no room, or no task (the rare path,
+    /// so it may cost a second query).
+    async fn why_nothing(
+        &self,
+        tx: &mut PgConnection,
+        user: &str,
+        now: DateTime<Utc>,
+        only: Option<&[Uuid]>,
+    ) -> Result<NothingToClaim, sqlx::Error> {
+        let (grants, with_room): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE (SELECT count(*) FROM wq_tasks c \
+                 WHERE c.claimant = $1 AND c.queue_id = g.queue_id AND c.status = 'claimed') < q.per_user_capacity) \
+             FROM (SELECT DISTINCT queue_id FROM wq_grants \
+                   WHERE username = $1 AND valid_from <= $2 AND (valid_until IS NULL OR valid_until > $2) \
+                     AND ($3::uuid[] IS NULL OR queue_id = ANY($3))) g \
+             JOIN wq_queues q USING (queue_id)",
+        )
+        .bind(user)
+        .bind(now)
+        .bind(only.map(<[Uuid]>::to_vec))
+        .fetch_one(tx)
+        .await?;
+        Ok(if grants == 0 {
+            NothingToClaim::NoGrants
+        } else if with_room == 0 {
+            NothingToClaim::AtCapacity
+        } else {
+            NothingToClaim::NoOpenTask
         })
     }
 

@@ -7,9 +7,12 @@
 //! - [`scan`]: the renewal scan against plain INSERTs of the events it writes.
 //! - [`allocation`]: ranking 10,000 staff for one piece of work, pure and through the read
 //!   model and the route, against the candidates query alone.
+//! - [`claim`]: claim-next with concurrent claimers against a bare `FOR UPDATE SKIP LOCKED`
+//!   claim loop on an equally indexed table.
 
 pub mod allocation;
 pub mod append;
+pub mod claim;
 pub mod projections;
 pub mod scan;
 
