@@ -563,8 +563,7 @@ impl WorkQueues {
         idempotency_key: Option<&str>,
         metadata: &Metadata,
     ) -> Result<TaskWritten, WorkQueueError> {
-        let mut tx = self.store.pool().begin().await?;
-        lock_user(&mut tx, user).await?;
+        let mut tx = begin_as_user(self.store.pool(), user).await?;
         // After the lock: a grant that ended while this waited no longer counts.
         let now = self.clock.now();
         // Under the user's lock, so that a retry racing its first request waits for it and
@@ -578,8 +577,9 @@ impl WorkQueues {
         // One statement: the user's queues (grants in force now, with room under the
         // capacity), and in each, the first open task in claim order they may take, walking
         // that queue's claim-order index; rows other claimers hold right now are skipped, not
-        // waited for. The best of those heads wins. (With several queues, each queue's head
-        // stays locked until this commits, so others take the next one there meanwhile.)
+        // waited for. The best of those heads wins, and its row is marked claimed by the same
+        // statement. (With several queues, each queue's head stays locked until this commits,
+        // so others take the next one there meanwhile.)
         let picked: Option<(Uuid, Uuid, i64, Vec<String>, i32, i64)> = sqlx::query_as(
             "WITH eligible AS ( \
                  SELECT g.queue_id, \
@@ -592,6 +592,7 @@ impl WorkQueues {
                    AND ($3::uuid[] IS NULL OR g.queue_id = ANY($3)) \
                  GROUP BY g.queue_id, q.per_user_capacity \
              ) \
+             , picked AS ( \
              SELECT t.task_id, t.queue_id, t.version, e.skills, e.capacity, e.claimed \
              FROM eligible e CROSS JOIN LATERAL ( \
                  SELECT w.task_id, w.queue_id, w.version, w.priority, w.created_at FROM wq_tasks w \
@@ -603,7 +604,13 @@ impl WorkQueues {
              ) t \
              WHERE e.claimed < e.capacity \
              ORDER BY t.priority DESC, t.created_at, t.task_id \
-             LIMIT 1",
+             LIMIT 1 \
+             ), taken AS ( \
+                 UPDATE wq_tasks w SET status = 'claimed', claimant = $1, version = w.version + 1 \
+                 FROM picked p WHERE w.task_id = p.task_id RETURNING w.task_id \
+             ) \
+             SELECT p.task_id, p.queue_id, p.version, p.skills, p.capacity, p.claimed \
+             FROM picked p JOIN taken USING (task_id)",
         )
         .bind(user)
         .bind(now)
@@ -643,11 +650,20 @@ impl WorkQueues {
             next: true,
         };
         let events = task.decide(&command, now)?;
-        let task = events.iter().fold(task, |t, e| t.evolve(e));
+        if events.len() != 1 {
+            // The row said open; the stream disagrees. The row's update is rolled back.
+            return Err(StoreError::WrongExpectedVersion {
+                stream_id: task_id,
+                expected: ExpectedVersion::Exact(version),
+                actual: version,
+            }
+            .into());
+        }
+        // The row already says what the claim does (the pick's UPDATE, one round trip saved);
+        // this transaction commits both or neither.
         let (version, cursor) = self
             .append_in::<Task>(&mut tx, task_id, version, &events, metadata)
             .await?;
-        put_task_row(&mut tx, task_id, &task, version, None).await?;
         if let (Some(key), Some(c)) = (idempotency_key, cursor) {
             let inserted = sqlx::query(
                 "INSERT INTO wq_claim_keys (username, idempotency_key, task_id, version, transaction_id, position, claimed_at) \
@@ -1230,11 +1246,31 @@ impl TaskRequest<'_> {
 
 /// A transaction-scoped advisory lock on `(kind, key)`.
 async fn lock_key(conn: &mut PgConnection, kind: &str, key: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("wq:{kind}:{key}"))
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(advisory_key(kind, key))
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// Namespace of the advisory-lock keys of work-queue commands.
+const LOCK_NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_2a9e_71b4_4d38_9c26_e8a1_0b7d_3f54);
+
+/// The 64-bit advisory-lock key of `(kind, key)`: computed here rather than by PostgreSQL, so
+/// that a transaction can begin with the lock in its `BEGIN` round trip (see
+/// [`begin_as_user`]).
+fn advisory_key(kind: &str, key: &str) -> i64 {
+    let id = Uuid::new_v5(&LOCK_NAMESPACE, format!("{kind}:{key}").as_bytes());
+    let (high, _) = id.as_u64_pair();
+    i64::from_ne_bytes(high.to_ne_bytes())
+}
+
+/// Begins a transaction holding `user`'s lock, in one round trip: the key is a number, so it
+/// can go into the `BEGIN` statement itself without any quoting.
+async fn begin_as_user(pool: &sqlx::PgPool, user: &str) -> Result<Tx, sqlx::Error> {
+    let key = advisory_key("user", user);
+    pool.begin_with(format!("BEGIN; SELECT pg_advisory_xact_lock({key})"))
+        .await
 }
 
 /// The claim an idempotency key already made, if any.
