@@ -75,6 +75,12 @@ pub struct CommandDone {
     pub cursor: Option<String>,
 }
 
+impl<E> From<commands::CommandOutcome<E>> for CommandDone {
+    fn from(outcome: commands::CommandOutcome<E>) -> Self {
+        CommandDone::new(outcome.stream_id, outcome.version, outcome.cursor)
+    }
+}
+
 impl CommandDone {
     pub fn new(id: uuid::Uuid, version: u64, cursor: Option<commands::Cursor>) -> Self {
         Self {

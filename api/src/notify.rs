@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 /// Header carrying `sha256=<hex HMAC-SHA256 of the body>` under the shared secret.
 pub const SIGNATURE_HEADER: &str = "x-caseledger-signature";
-/// Header carrying the notification id: the same on every attempt, so receivers drop repeats.
+/// The idempotency header: on webhooks it carries the notification id (the same on every
+/// attempt, so receivers drop repeats); clients send it to this API on claim-next and task
+/// creation (`routes::work`).
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// Why a channel configuration is refused at start-up.

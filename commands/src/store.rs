@@ -248,7 +248,8 @@ fn collision(error: &sqlx::Error) -> Option<Collision> {
     }
 }
 
-fn to_u64(v: i64) -> u64 {
+/// A stored (non-negative) bigint as `u64`.
+pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 

@@ -17,7 +17,7 @@
 //!    update the `wq_*` rows; commit.
 //!
 //! Lock order, which is what keeps this free of deadlocks: queue row, then task row, then user
-//! locks in username order. Claim-next takes a user lock and then rows it never waits for.
+//! locks in advisory-key order. Claim-next takes a user lock and then rows it never waits for.
 //!
 //! Departments have no such look-ups and use [`CommandHandler`]. Case commands take a lock on
 //! the case that task creation and linking for the case take too, so that closing a case
@@ -50,8 +50,10 @@ use crate::codec::{self, CodecError};
 use crate::cursor::Cursor;
 use crate::error::StoreError;
 use crate::event::Metadata;
-use crate::handler::{service_error_from_handle_error, CommandHandler, CommandOutcome};
-use crate::store::{EventStore, ExpectedVersion};
+use crate::handler::{
+    service_error_from_handle_error, CommandHandler, CommandOutcome, HandleError,
+};
+use crate::store::{to_u64, EventStore, ExpectedVersion};
 
 /// Why a work-queue command did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -207,20 +209,29 @@ impl WorkQueues {
             .await?)
     }
 
+    /// `id`'s aggregate as `handler`'s cache has it, or `None` when no stream of this kind has
+    /// that id.
+    async fn load_existing<A: Aggregate>(
+        &self,
+        handler: &CommandHandler<A>,
+        id: Uuid,
+    ) -> Result<Option<A>, WorkQueueError> {
+        match handler.load(id).await {
+            Ok((version, state)) => Ok((version > 0).then_some(state)),
+            Err(HandleError::Store(StoreError::StreamTypeMismatch { .. })) => Ok(None),
+            Err(HandleError::Store(e)) => Err(e.into()),
+            Err(HandleError::Codec(e)) => Err(e.into()),
+            // A load neither decides nor retries.
+            Err(HandleError::Rejected(_) | HandleError::TooManyConflicts { .. }) => Ok(None),
+        }
+    }
+
     async fn exists<A: Aggregate>(
         &self,
         handler: &CommandHandler<A>,
         id: Uuid,
     ) -> Result<bool, WorkQueueError> {
-        match handler.load(id).await {
-            Ok((version, _)) => Ok(version > 0),
-            Err(crate::handler::HandleError::Store(StoreError::StreamTypeMismatch { .. })) => {
-                Ok(false)
-            }
-            Err(crate::handler::HandleError::Store(e)) => Err(e.into()),
-            Err(crate::handler::HandleError::Codec(e)) => Err(e.into()),
-            Err(_) => Ok(false),
-        }
+        Ok(self.load_existing(handler, id).await?.is_some())
     }
 
     // -----------------------------------------------------------------------------------------
@@ -354,20 +365,10 @@ impl WorkQueues {
         new: NewTask,
         metadata: &Metadata,
     ) -> Result<TaskWritten, WorkQueueError> {
-        let (queue_version, queue) = self.queues.load(new.queue_id).await.map_err(|e| match e {
-            crate::handler::HandleError::Store(StoreError::StreamTypeMismatch { .. }) => {
-                WorkQueueError::Task(TaskError::UnknownQueue {
-                    queue_id: new.queue_id,
-                })
-            }
-            crate::handler::HandleError::Store(s) => s.into(),
-            crate::handler::HandleError::Codec(c) => c.into(),
-            _ => TaskError::UnknownQueue {
-                queue_id: new.queue_id,
-            }
-            .into(),
-        })?;
-        let config = queue.config.clone().filter(|_| queue_version > 0);
+        let config = self
+            .load_existing(&self.queues, new.queue_id)
+            .await?
+            .and_then(|queue| queue.config);
         let mut tx = self.store.pool().begin().await?;
         // Two retries of one creation (one idempotency key) meet here; the second finds the
         // task the first made.
@@ -516,29 +517,50 @@ impl WorkQueues {
     ) -> Result<Option<Choice>, WorkQueueError> {
         let members: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT username FROM wq_grants WHERE queue_id = $1 AND valid_from <= $2 \
-             AND (valid_until IS NULL OR valid_until > $2) ORDER BY username",
+             AND (valid_until IS NULL OR valid_until > $2)",
         )
         .bind(queue_id)
         .bind(now)
         .fetch_all(&mut **tx)
         .await?;
-        for member in &members {
-            lock_user(tx, member).await?;
+        // Every member's lock, in one statement and in key order (the order any two
+        // transactions taking several user locks agree on), so that their loads hold.
+        let mut keys: Vec<i64> = members.iter().map(|m| advisory_key("user", m)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k")
+            .bind(&keys)
+            .execute(&mut **tx)
+            .await?;
+        // Then, in one query, their grants in force and their loads.
+        let rows: Vec<(String, String, Vec<String>, i64, i64)> = sqlx::query_as(
+            "SELECT g.username, g.role, g.skills, l.n, l.weight \
+             FROM wq_grants g CROSS JOIN LATERAL ( \
+                 SELECT count(*) AS n, coalesce(sum(t.priority), 0)::bigint AS weight FROM wq_tasks t \
+                 WHERE t.claimant = g.username AND t.queue_id = g.queue_id AND t.status = 'claimed') l \
+             WHERE g.queue_id = $1 AND g.valid_from <= $2 AND (g.valid_until IS NULL OR g.valid_until > $2) \
+             ORDER BY g.username",
+        )
+        .bind(queue_id)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut grants: BTreeMap<String, (Vec<GrantRow>, u32, u32)> = BTreeMap::new();
+        for (username, role, skills, claimed, weight) in rows {
+            let entry = grants
+                .entry(username)
+                .or_insert_with(|| (Vec::new(), count(claimed), count(weight)));
+            entry.0.push(grant_row(&role, &skills));
         }
-        let mut candidates = Vec::with_capacity(members.len());
-        for member in members {
-            let standing = standing_in(tx, queue_id, &member, now).await?;
-            if !standing.member {
-                continue;
-            }
-            let (claimed, weighted_load) = load_in_queue(tx, queue_id, &member).await?;
-            candidates.push(Candidate {
-                username: member,
-                skills: standing.skills,
+        let candidates: Vec<Candidate> = grants
+            .into_iter()
+            .map(|(username, (held, claimed, weighted_load))| Candidate {
+                username,
+                skills: Standing::from_grants(held).skills,
                 claimed,
                 weighted_load,
-            });
-        }
+            })
+            .collect();
         match distribution::choose(
             config.distribution,
             config.capacity.per_user,
@@ -635,14 +657,7 @@ impl WorkQueues {
                 .collect(),
         };
         let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
-        if version != to_u64(row_version) {
-            return Err(StoreError::WrongExpectedVersion {
-                stream_id: task_id,
-                expected: ExpectedVersion::Exact(to_u64(row_version)),
-                actual: version,
-            }
-            .into());
-        }
+        check_row_version(task_id, to_u64(row_version), version)?;
         let command = TaskCommand::Claim {
             user: user.to_owned(),
             standing,
@@ -926,15 +941,11 @@ impl WorkQueues {
             let policy = match policies.get(&queue_id) {
                 Some(p) => *p,
                 None => {
-                    let (_, queue) = self.queues.load(queue_id).await.map_err(|e| match e {
-                        crate::handler::HandleError::Store(s) => WorkQueueError::Store(s),
-                        crate::handler::HandleError::Codec(c) => WorkQueueError::Codec(c),
-                        _ => QueueError::NotFound.into(),
-                    })?;
-                    let p = queue
-                        .config
-                        .map(|c| c.escalation)
-                        .unwrap_or_else(EscalationPolicy::standard);
+                    let p = self
+                        .load_existing(&self.queues, queue_id)
+                        .await?
+                        .and_then(|queue| queue.config)
+                        .map_or_else(EscalationPolicy::standard, |c| c.escalation);
                     policies.insert(queue_id, p);
                     p
                 }
@@ -1344,17 +1355,23 @@ async fn standing_in(
     .bind(now)
     .fetch_all(conn)
     .await?;
-    let mut standing = Standing::default();
-    for (role, skills) in grants {
-        standing.member = true;
-        standing.lead |= role == QueueRole::Lead.as_str();
-        standing
-            .skills
-            .extend(skills.iter().filter_map(|s| GroupLabel::parse(s).ok()));
-    }
-    standing.skills.sort();
-    standing.skills.dedup();
-    Ok(standing)
+    Ok(Standing::from_grants(
+        grants.iter().map(|(role, skills)| grant_row(role, skills)),
+    ))
+}
+
+/// A grant's role and skills, as [`Standing::from_grants`] takes them.
+type GrantRow = (QueueRole, Vec<GroupLabel>);
+
+/// A `wq_grants` row's role and skills, as the domain has them.
+fn grant_row(role: &str, skills: &[String]) -> GrantRow {
+    (
+        QueueRole::parse(role).unwrap_or(QueueRole::Member),
+        skills
+            .iter()
+            .filter_map(|s| GroupLabel::parse(s).ok())
+            .collect(),
+    )
 }
 
 /// How many of a queue's tasks `user` holds, and the sum of their priorities.
@@ -1491,10 +1508,6 @@ async fn mirror_queue_event(
 
 fn count(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 fn to_i64(v: u64) -> i64 {

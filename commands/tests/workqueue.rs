@@ -199,7 +199,6 @@ async fn thirty_two_claimers_claim_each_of_a_thousand_tasks_exactly_once_within_
     grant(&work, intake, "temp01", &[], Some(expires)).await?;
     skills.insert(("temp01".into(), intake), vec![]);
 
-    let mut created = 0;
     for i in 0..1_000_i64 {
         let (q, labels): (Uuid, &[&str]) = match i % 10 {
             0..=3 => (licensing, &["dea"]),
@@ -207,9 +206,7 @@ async fn thirty_two_claimers_claim_each_of_a_thousand_tasks_exactly_once_within_
             _ => (intake, &[]),
         };
         task(&work, q, 1 + i % 5, labels).await?;
-        created += 1;
     }
-    assert_eq!(created, 1_000);
 
     // The clock runs while they work: a minute for every ten claims, so the temporary grant
     // ends about a tenth of the way in. It does not pass the end before temp01 has claimed

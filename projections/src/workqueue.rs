@@ -575,6 +575,12 @@ async fn add_routing(
 
 /// Runs `sql` (an `UPDATE tasks ... WHERE task_id = $1 RETURNING case_id, queue_id`) with the
 /// task id bound first and `bind` adding the rest; the task's case and queue, if it exists.
+/// A task now held by someone (claimed, assigned or reassigned): $2 the holder, $3 when, $4
+/// the stream version. The first hold stays as `first_claimed_at`, for the time to claim.
+const HOLD_TASK_SQL: &str = "UPDATE tasks SET status = 'claimed', claimant = $2, claimed_at = $3, \
+       first_claimed_at = coalesce(first_claimed_at, $3), updated_at = $3, version = $4 \
+     WHERE task_id = $1 RETURNING case_id, queue_id";
+
 macro_rules! update_task {
     ($conn:expr, $e:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         sqlx::query_as::<_, (Option<Uuid>, Uuid)>($sql)
@@ -633,16 +639,7 @@ async fn apply_task(
             )
         }
         TaskEvent::TaskClaimed { by, next, at } => {
-            let located = update_task!(
-                conn,
-                e,
-                "UPDATE tasks SET status = 'claimed', claimant = $2, claimed_at = $3, \
-                   first_claimed_at = coalesce(first_claimed_at, $3), updated_at = $3, version = $4 \
-                 WHERE task_id = $1 RETURNING case_id, queue_id",
-                by,
-                *at,
-                version
-            );
+            let located = update_task!(conn, e, HOLD_TASK_SQL, by, *at, version);
             routing = Some((
                 *at,
                 RoutingEntry {
@@ -672,16 +669,7 @@ async fn apply_task(
             at,
             ..
         } => {
-            let located = update_task!(
-                conn,
-                e,
-                "UPDATE tasks SET status = 'claimed', claimant = $2, claimed_at = $3, \
-                   first_claimed_at = coalesce(first_claimed_at, $3), updated_at = $3, version = $4 \
-                 WHERE task_id = $1 RETURNING case_id, queue_id",
-                to,
-                *at,
-                version
-            );
+            let located = update_task!(conn, e, HOLD_TASK_SQL, to, *at, version);
             routing = Some((
                 *at,
                 RoutingEntry {
@@ -728,16 +716,7 @@ async fn apply_task(
             reason,
             at,
         } => {
-            let located = update_task!(
-                conn,
-                e,
-                "UPDATE tasks SET status = 'claimed', claimant = $2, claimed_at = $3, \
-                   first_claimed_at = coalesce(first_claimed_at, $3), updated_at = $3, version = $4 \
-                 WHERE task_id = $1 RETURNING case_id, queue_id",
-                to,
-                *at,
-                version
-            );
+            let located = update_task!(conn, e, HOLD_TASK_SQL, to, *at, version);
             routing = Some((
                 *at,
                 RoutingEntry {

@@ -62,14 +62,7 @@ pub(crate) async fn register(
             &Metadata::by(caller.actor()),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CommandDone::new(
-            outcome.stream_id,
-            outcome.version,
-            outcome.cursor,
-        )),
-    ))
+    Ok((StatusCode::CREATED, Json(outcome.into())))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

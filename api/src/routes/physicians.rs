@@ -71,14 +71,7 @@ pub(crate) async fn register(
         .credentialing
         .register_physician(body.npi, body.details.into(), &Metadata::by(caller.actor()))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CommandDone::new(
-            outcome.stream_id,
-            outcome.version,
-            outcome.cursor,
-        )),
-    ))
+    Ok((StatusCode::CREATED, Json(outcome.into())))
 }
 
 #[utoipa::path(put, path = "/physicians/{id}", tag = "physicians", security(("bearer" = [])), request_body = Details,

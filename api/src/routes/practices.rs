@@ -81,14 +81,7 @@ pub(crate) async fn create(
         .practices
         .create(details, &Metadata::by(caller.actor()))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CommandDone::new(
-            outcome.stream_id,
-            outcome.version,
-            outcome.cursor,
-        )),
-    ))
+    Ok((StatusCode::CREATED, Json(outcome.into())))
 }
 
 #[utoipa::path(put, path = "/practices/{id}", tag = "practices", security(("bearer" = [])), request_body = crate::openapi::PracticeDetailsDoc,

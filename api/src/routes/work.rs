@@ -30,6 +30,7 @@ use uuid::Uuid;
 use crate::auth::{user_id, Caller};
 use crate::error::ApiError;
 use crate::extract::{path_id, ApiJson, CommandDone};
+use crate::notify::IDEMPOTENCY_HEADER;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -57,9 +58,6 @@ pub fn router() -> Router<AppState> {
         .route("/cases/{id}/close", post(close_case))
 }
 
-/// The header carrying a client's idempotency key.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
 /// The longest idempotency key accepted.
 const MAX_KEY_CHARS: usize = 128;
 
@@ -71,7 +69,7 @@ fn invalid(e: ValueError) -> ApiError {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
         return Ok(None);
     };
     let key = value
@@ -143,14 +141,7 @@ pub(crate) async fn create_department(
         .work
         .create_department(&body.code, &body.name, body.parent_id, &metadata(&caller))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CommandDone::new(
-            outcome.stream_id,
-            outcome.version,
-            outcome.cursor,
-        )),
-    ))
+    Ok((StatusCode::CREATED, Json(outcome.into())))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,14 +254,7 @@ pub(crate) async fn create_queue(
         .work
         .create_queue(&name, body.config()?, &metadata(&caller))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CommandDone::new(
-            outcome.stream_id,
-            outcome.version,
-            outcome.cursor,
-        )),
-    ))
+    Ok((StatusCode::CREATED, Json(outcome.into())))
 }
 
 #[utoipa::path(put, path = "/queues/{id}", tag = "work queues", security(("bearer" = [])),
@@ -290,11 +274,7 @@ pub(crate) async fn configure_queue(
         .work
         .configure_queue(queue_id, body.config()?, &metadata(&caller))
         .await?;
-    Ok(Json(CommandDone::new(
-        outcome.stream_id,
-        outcome.version,
-        outcome.cursor,
-    )))
+    Ok(Json(outcome.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -383,11 +363,7 @@ pub(crate) async fn revoke(
         .work
         .revoke(queue_id, grant_id, &body.reason, &metadata(&caller))
         .await?;
-    Ok(Json(CommandDone::new(
-        outcome.stream_id,
-        outcome.version,
-        outcome.cursor,
-    )))
+    Ok(Json(outcome.into()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -789,14 +765,7 @@ pub(crate) async fn open_case(
             &metadata(&caller),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CommandDone::new(
-            outcome.stream_id,
-            outcome.version,
-            outcome.cursor,
-        )),
-    ))
+    Ok((StatusCode::CREATED, Json(outcome.into())))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -823,11 +792,7 @@ pub(crate) async fn route_case(
         .work
         .route_case(case_id, body.queue_id, &body.reason, &metadata(&caller))
         .await?;
-    Ok(Json(CommandDone::new(
-        outcome.stream_id,
-        outcome.version,
-        outcome.cursor,
-    )))
+    Ok(Json(outcome.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -862,11 +827,7 @@ pub(crate) async fn assign_case(
             &metadata(&caller),
         )
         .await?;
-    Ok(Json(CommandDone::new(
-        outcome.stream_id,
-        outcome.version,
-        outcome.cursor,
-    )))
+    Ok(Json(outcome.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -891,9 +852,5 @@ pub(crate) async fn close_case(
         .work
         .close_case(case_id, &body.resolution, &metadata(&caller))
         .await?;
-    Ok(Json(CommandDone::new(
-        outcome.stream_id,
-        outcome.version,
-        outcome.cursor,
-    )))
+    Ok(Json(outcome.into()))
 }

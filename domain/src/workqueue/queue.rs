@@ -282,6 +282,23 @@ pub struct Standing {
     pub skills: Vec<GroupLabel>,
 }
 
+impl Standing {
+    /// The union of the grants in force (each a role and its skills): a member with any, a
+    /// lead with a lead grant, every skill once. The one rule for both this aggregate and the
+    /// command side, which reads grants from its look-up table.
+    pub fn from_grants(grants: impl IntoIterator<Item = (QueueRole, Vec<GroupLabel>)>) -> Self {
+        let mut standing = Standing::default();
+        for (role, skills) in grants {
+            standing.member = true;
+            standing.lead |= role == QueueRole::Lead;
+            standing.skills.extend(skills);
+        }
+        standing.skills.sort();
+        standing.skills.dedup();
+        standing
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum QueueCommand {
@@ -395,15 +412,10 @@ impl Queue {
 
     /// What `username` may do here at `now`.
     pub fn standing(&self, username: &str, now: DateTime<Utc>) -> Standing {
-        let mut standing = Standing::default();
-        for g in self.grants_of(username, now) {
-            standing.member = true;
-            standing.lead |= g.role == QueueRole::Lead;
-            standing.skills.extend(g.skills.iter().cloned());
-        }
-        standing.skills.sort();
-        standing.skills.dedup();
-        standing
+        Standing::from_grants(
+            self.grants_of(username, now)
+                .map(|g| (g.role, g.skills.clone())),
+        )
     }
 
     /// Everyone with a grant in force at `now`, with their standing, by username.

@@ -49,7 +49,6 @@ impl TryFrom<PriorityRepr> for Priority {
 }
 
 impl Priority {
-    pub const LOWEST: Priority = Priority(1);
     pub const HIGHEST: Priority = Priority(5);
     /// Every priority, lowest first.
     pub const ALL: [Priority; 5] = [
@@ -77,11 +76,6 @@ impl Priority {
     /// Raised by `steps`, never past [`Priority::HIGHEST`].
     pub fn raised_by(self, steps: u8) -> Priority {
         Priority(self.0.saturating_add(steps).min(Self::HIGHEST.0))
-    }
-
-    /// Index into per-priority tables (0 for priority 1).
-    pub fn index(self) -> usize {
-        usize::from(self.0 - 1)
     }
 }
 
