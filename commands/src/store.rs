@@ -753,6 +753,24 @@ impl EventStore {
         rows.into_iter().map(|row| self.decode(row)).collect()
     }
 
+    /// A subquery yielding the events of the stream `stream_id_sql` names (an expression of the
+    /// enclosing statement), in stream order, with the columns [`decode_row`](Self::decode_row)
+    /// reads: for a statement that finds a stream and reads its events in one round trip, as
+    /// `CROSS JOIN LATERAL ({subquery}) ev`. The enclosing statement's own output columns must
+    /// not reuse the event columns' names.
+    pub fn stream_events_subquery(stream_id_sql: &str) -> String {
+        format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = {stream_id_sql} ORDER BY version"
+        )
+    }
+
+    /// Decodes (and upcasts) an event from a row that carries the columns of
+    /// [`stream_events_subquery`](Self::stream_events_subquery), among others.
+    pub fn decode_row(&self, row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, StoreError> {
+        let row = <EventRow as sqlx::FromRow<'_, sqlx::postgres::PgRow>>::from_row(row)?;
+        self.decode(row)
+    }
+
     /// One stream's events, read on the caller's connection: for commands that decide inside a
     /// transaction holding the lock that keeps the stream still (no second pooled connection is
     /// needed while the first is held).

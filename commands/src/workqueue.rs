@@ -3,16 +3,19 @@
 //! **Why tasks do not go through [`CommandHandler`].** A claim has to answer questions no single
 //! stream can: which open task comes next among all of a user's queues, skipping the ones other
 //! claimers are taking at this instant; which grants the user holds in force now; how many tasks
-//! they hold. Those answers come from the `wq_*` tables (see the migration), which every queue
-//! and task command writes in the same transaction as its events. Each command therefore runs as
-//! one transaction:
+//! they hold. Those answers come from the `wq_*` tables (see the migrations), which every queue
+//! and task command writes in the same transaction as its events; the per-user loads in
+//! `wq_loads` are kept by a trigger on `wq_tasks`, so that claim-next reads a counter instead of
+//! counting the user's claimed tasks on every call. Each command therefore runs as one
+//! transaction:
 //!
 //! 1. take the locks that keep its look-ups true: the task's row (`FOR UPDATE`; claim-next
 //!    instead picks with `FOR UPDATE SKIP LOCKED`, so claimers never wait on each other's rows),
 //!    the user whose load or grants decide it (a transaction-scoped advisory lock per username,
 //!    which grants, revocations, claims and assignments of that user all take), and for push
 //!    distribution and total capacity, the queue's row;
-//! 2. read the look-ups and the stream on that same connection, and decide with the pure domain;
+//! 2. read the look-ups and the stream on that same connection (claim-next reads the picked
+//!    task's events in the pick's own statement), and decide with the pure domain;
 //! 3. append at the version read (nobody else can have moved it: every writer holds the row) and
 //!    update the `wq_*` rows; commit.
 //!
@@ -24,7 +27,7 @@
 //! counts unfinished tasks nobody can add to meanwhile.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use domain::user::Username;
@@ -42,18 +45,61 @@ use domain::workqueue::task::{
 use domain::workqueue::{GroupLabel, Priority};
 use domain::Aggregate;
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::codec::{self, CodecError};
 use crate::cursor::Cursor;
 use crate::error::StoreError;
-use crate::event::Metadata;
+use crate::event::{Metadata, RecordedEvent};
 use crate::handler::{
     service_error_from_handle_error, CommandHandler, CommandOutcome, HandleError,
 };
 use crate::store::{to_u64, EventStore, ExpectedVersion};
+
+/// How often a task creation starts over when its queue is reconfigured under it.
+const MAX_CREATION_ATTEMPTS: u32 = 3;
+
+/// Claim-next's pick: see [`WorkQueues::claim_next`]. $1 the user, $2 now, $3 the queues to
+/// limit the pick to (or NULL). One row per event of the picked task, none if nothing was picked.
+static CLAIM_NEXT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH eligible AS ( \
+             SELECT g.queue_id, \
+                    coalesce(array_agg(DISTINCT s) FILTER (WHERE s IS NOT NULL), '{{}}') AS skills, \
+                    q.per_user_capacity AS capacity, coalesce(l.claimed, 0)::bigint AS claimed \
+             FROM wq_grants g JOIN wq_queues q USING (queue_id) \
+             LEFT JOIN wq_loads l ON l.username = $1 AND l.queue_id = g.queue_id \
+             LEFT JOIN LATERAL unnest(g.skills) s ON true \
+             WHERE g.username = $1 AND g.valid_from <= $2 AND (g.valid_until IS NULL OR g.valid_until > $2) \
+               AND ($3::uuid[] IS NULL OR g.queue_id = ANY($3)) \
+             GROUP BY g.queue_id, q.per_user_capacity, l.claimed \
+         ), picked AS ( \
+             SELECT t.task_id, t.version, e.skills, e.capacity, e.claimed \
+             FROM eligible e CROSS JOIN LATERAL ( \
+                 SELECT w.task_id, w.version, w.priority, w.created_at FROM wq_tasks w \
+                 WHERE w.status = 'open' AND w.queue_id = e.queue_id \
+                   AND (cardinality(w.group_keys) = 0 \
+                        OR w.group_keys && (SELECT array_agg(e.queue_id::text || ':' || x) FROM unnest(e.skills) x)) \
+                 ORDER BY w.priority DESC, w.created_at, w.task_id \
+                 LIMIT 1 FOR UPDATE SKIP LOCKED \
+             ) t \
+             WHERE e.claimed < e.capacity \
+             ORDER BY t.priority DESC, t.created_at, t.task_id \
+             LIMIT 1 \
+         ), taken AS ( \
+             UPDATE wq_tasks w SET status = 'claimed', claimant = $1, version = w.version + 1 \
+             FROM picked p WHERE w.task_id = p.task_id RETURNING w.task_id \
+         ) \
+         SELECT p.task_id AS picked_task_id, p.version AS picked_version, p.skills AS picked_skills, \
+                p.capacity AS picked_capacity, p.claimed AS picked_claimed, ev.* \
+         FROM picked p JOIN taken USING (task_id) \
+         CROSS JOIN LATERAL ({}) ev \
+         ORDER BY ev.version",
+        EventStore::stream_events_subquery("p.task_id")
+    )
+});
 
 /// Why a work-queue command did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -337,12 +383,30 @@ impl WorkQueues {
         if version > 0 && !queue.exists() {
             return Err(QueueError::NotFound.into());
         }
-        let events = queue.decide(command, self.clock.now())?;
+        let now = self.clock.now();
+        let events = queue.decide(command, now)?;
         let (version, cursor) = self
             .append_in::<Queue>(&mut tx, queue_id, version, &events, metadata)
             .await?;
+        let policy_before = queue.config.as_ref().map(|c| c.escalation);
         for event in &events {
             mirror_queue_event(&mut tx, queue_id, event).await?;
+            if let QueueEvent::QueueConfigured { config, .. } = event {
+                if policy_before.is_some_and(|p| p != config.escalation) {
+                    // Each unfinished task's next escalation was scheduled under the old
+                    // policy. Before its due time nothing changes; after it, the SLA check
+                    // looks at the task on its next run and, deciding under the new policy,
+                    // escalates it or schedules the next look.
+                    sqlx::query(
+                        "UPDATE wq_tasks SET next_escalation_at = greatest(due_at, $2) \
+                         WHERE queue_id = $1 AND status IN ('open', 'claimed')",
+                    )
+                    .bind(queue_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(CommandOutcome {
@@ -365,25 +429,7 @@ impl WorkQueues {
         new: NewTask,
         metadata: &Metadata,
     ) -> Result<TaskWritten, WorkQueueError> {
-        let config = self
-            .load_existing(&self.queues, new.queue_id)
-            .await?
-            .and_then(|queue| queue.config);
-        let mut tx = self.store.pool().begin().await?;
-        // Two retries of one creation (one idempotency key) meet here; the second finds the
-        // task the first made.
-        lock_key(&mut tx, "task", &new.task_id.to_string()).await?;
-        let row: Option<(Option<String>,)> = match &config {
-            Some(c) if c.distribution.is_push() || c.capacity.total.is_some() => {
-                sqlx::query_as(
-                    "SELECT last_assigned FROM wq_queues WHERE queue_id = $1 FOR NO KEY UPDATE",
-                )
-                .bind(new.queue_id)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            _ => None,
-        };
+        let (mut tx, config, last_assigned) = self.begin_creation(&new).await?;
         let unfinished = match config.as_ref().and_then(|c| c.capacity.total) {
             Some(_) => count(
                 sqlx::query_scalar(
@@ -443,7 +489,6 @@ impl WorkQueues {
         // Push distribution, under the queue's row lock (taken above).
         let mut assigned_to = None;
         if config.distribution.is_push() {
-            let last_assigned = row.and_then(|(l,)| l);
             if let Some(choice) = self
                 .choose_assignee(
                     &mut tx,
@@ -504,6 +549,54 @@ impl WorkQueues {
         })
     }
 
+    /// Begins a task creation's transaction: the task id's lock (two retries of one creation,
+    /// one idempotency key, meet there; the second finds the task the first made), then the
+    /// queue's row, and the queue's configuration as of that lock. The row is held shared, so
+    /// creations in one queue run side by side while a reconfiguration waits for them (and
+    /// they for it); a queue that pushes tasks or limits its total holds it exclusively, since
+    /// each creation moves its round-robin place or counts its unfinished tasks. If the
+    /// configuration read before the lock is not the one the locked row shows, a
+    /// reconfiguration came in between: read it again and start over.
+    async fn begin_creation(
+        &self,
+        new: &NewTask,
+    ) -> Result<(Tx, Option<QueueConfig>, Option<String>), WorkQueueError> {
+        for _ in 0..MAX_CREATION_ATTEMPTS {
+            let config = self
+                .load_existing(&self.queues, new.queue_id)
+                .await?
+                .and_then(|queue| queue.config);
+            let mut tx = self.store.pool().begin().await?;
+            lock_key(&mut tx, "task", &new.task_id.to_string()).await?;
+            let Some(config) = config else {
+                return Ok((tx, None, None));
+            };
+            let exclusive = config.distribution.is_push() || config.capacity.total.is_some();
+            let row: Option<(String, Option<i32>, Option<String>)> = sqlx::query_as(if exclusive {
+                "SELECT distribution, total_capacity, last_assigned FROM wq_queues \
+                 WHERE queue_id = $1 FOR NO KEY UPDATE"
+            } else {
+                "SELECT distribution, total_capacity, last_assigned FROM wq_queues \
+                 WHERE queue_id = $1 FOR SHARE"
+            })
+            .bind(new.queue_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            // The row is written with the queue's first event, so it is there for any queue
+            // the configuration was read from.
+            let Some((distribution, total, last_assigned)) = row else {
+                return Ok((tx, Some(config), None));
+            };
+            let total = total.and_then(|t| u32::try_from(t).ok());
+            if distribution == config.distribution.as_str() && total == config.capacity.total {
+                return Ok((tx, Some(config), last_assigned));
+            }
+        }
+        Err(WorkQueueError::TooManyConflicts {
+            attempts: MAX_CREATION_ATTEMPTS,
+        })
+    }
+
     /// Push distribution's candidates (members with a grant in force, each locked so their
     /// load holds until commit) and the strategy's choice; `None` when nobody may take it.
     async fn choose_assignee(
@@ -534,10 +627,9 @@ impl WorkQueues {
             .await?;
         // Then, in one query, their grants in force and their loads.
         let rows: Vec<(String, String, Vec<String>, i64, i64)> = sqlx::query_as(
-            "SELECT g.username, g.role, g.skills, l.n, l.weight \
-             FROM wq_grants g CROSS JOIN LATERAL ( \
-                 SELECT count(*) AS n, coalesce(sum(t.priority), 0)::bigint AS weight FROM wq_tasks t \
-                 WHERE t.claimant = g.username AND t.queue_id = g.queue_id AND t.status = 'claimed') l \
+            "SELECT g.username, g.role, g.skills, coalesce(l.claimed, 0)::bigint, coalesce(l.weight, 0)::bigint \
+             FROM wq_grants g \
+             LEFT JOIN wq_loads l ON l.username = g.username AND l.queue_id = g.queue_id \
              WHERE g.queue_id = $1 AND g.valid_from <= $2 AND (g.valid_until IS NULL OR g.valid_until > $2) \
              ORDER BY g.username",
         )
@@ -599,51 +691,25 @@ impl WorkQueues {
         // One statement: the user's queues (grants in force now, with room under the
         // capacity), and in each, the first open task in claim order they may take, walking
         // that queue's claim-order index; rows other claimers hold right now are skipped, not
-        // waited for. The best of those heads wins, and its row is marked claimed by the same
-        // statement. (With several queues, each queue's head stays locked until this commits,
-        // so others take the next one there meanwhile.)
-        let picked: Option<(Uuid, Uuid, i64, Vec<String>, i32, i64)> = sqlx::query_as(
-            "WITH eligible AS ( \
-                 SELECT g.queue_id, \
-                        coalesce(array_agg(DISTINCT s) FILTER (WHERE s IS NOT NULL), '{}') AS skills, \
-                        q.per_user_capacity AS capacity, \
-                        (SELECT count(*) FROM wq_tasks c \
-                          WHERE c.claimant = $1 AND c.queue_id = g.queue_id AND c.status = 'claimed') AS claimed \
-                 FROM wq_grants g JOIN wq_queues q USING (queue_id) LEFT JOIN LATERAL unnest(g.skills) s ON true \
-                 WHERE g.username = $1 AND g.valid_from <= $2 AND (g.valid_until IS NULL OR g.valid_until > $2) \
-                   AND ($3::uuid[] IS NULL OR g.queue_id = ANY($3)) \
-                 GROUP BY g.queue_id, q.per_user_capacity \
-             ) \
-             , picked AS ( \
-             SELECT t.task_id, t.queue_id, t.version, e.skills, e.capacity, e.claimed \
-             FROM eligible e CROSS JOIN LATERAL ( \
-                 SELECT w.task_id, w.queue_id, w.version, w.priority, w.created_at FROM wq_tasks w \
-                 WHERE w.status = 'open' AND w.queue_id = e.queue_id \
-                   AND (cardinality(w.group_keys) = 0 \
-                        OR w.group_keys && (SELECT array_agg(e.queue_id::text || ':' || x) FROM unnest(e.skills) x)) \
-                 ORDER BY w.priority DESC, w.created_at, w.task_id \
-                 LIMIT 1 FOR UPDATE SKIP LOCKED \
-             ) t \
-             WHERE e.claimed < e.capacity \
-             ORDER BY t.priority DESC, t.created_at, t.task_id \
-             LIMIT 1 \
-             ), taken AS ( \
-                 UPDATE wq_tasks w SET status = 'claimed', claimant = $1, version = w.version + 1 \
-                 FROM picked p WHERE w.task_id = p.task_id RETURNING w.task_id \
-             ) \
-             SELECT p.task_id, p.queue_id, p.version, p.skills, p.capacity, p.claimed \
-             FROM picked p JOIN taken USING (task_id)",
-        )
-        .bind(user)
-        .bind(now)
-        .bind(only.map(<[Uuid]>::to_vec))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((task_id, _queue_id, row_version, skills, capacity, claimed)) = picked else {
+        // waited for. The best of those heads wins, its row is marked claimed, and its events
+        // come back with it, a row each. (With several queues, each queue's head stays locked
+        // until this commits, so others take the next one there meanwhile.)
+        let rows = sqlx::query(&CLAIM_NEXT_SQL)
+            .bind(user)
+            .bind(now)
+            .bind(only.map(<[Uuid]>::to_vec))
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(first) = rows.first() else {
             return Err(WorkQueueError::NothingToClaim(
                 self.why_nothing(&mut tx, user, now, only).await?,
             ));
         };
+        let task_id: Uuid = first.try_get("picked_task_id")?;
+        let row_version: i64 = first.try_get("picked_version")?;
+        let skills: Vec<String> = first.try_get("picked_skills")?;
+        let capacity: i32 = first.try_get("picked_capacity")?;
+        let claimed: i64 = first.try_get("picked_claimed")?;
         let load = Load {
             claimed: count(claimed),
             capacity: u32::try_from(capacity).unwrap_or(0),
@@ -656,7 +722,17 @@ impl WorkQueues {
                 .filter_map(|s| GroupLabel::parse(s).ok())
                 .collect(),
         };
-        let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
+        let recorded = rows
+            .iter()
+            .map(|row| self.store.decode_row(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (mut version, mut task) = fold::<Task>(&recorded)?;
+        if version != to_u64(row_version) {
+            // The events were read as of the statement's start; the row was locked later, and
+            // a change committed in between (an escalation, say) is in the row but not in what
+            // was read. Under the row's lock now, the stream holds still: read it again.
+            (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
+        }
         check_row_version(task_id, to_u64(row_version), version)?;
         let command = TaskCommand::Claim {
             user: user.to_owned(),
@@ -718,12 +794,12 @@ impl WorkQueues {
         only: Option<&[Uuid]>,
     ) -> Result<NothingToClaim, sqlx::Error> {
         let (grants, with_room): (i64, i64) = sqlx::query_as(
-            "SELECT count(*), count(*) FILTER (WHERE (SELECT count(*) FROM wq_tasks c \
-                 WHERE c.claimant = $1 AND c.queue_id = g.queue_id AND c.status = 'claimed') < q.per_user_capacity) \
+            "SELECT count(*), count(*) FILTER (WHERE coalesce(l.claimed, 0) < q.per_user_capacity) \
              FROM (SELECT DISTINCT queue_id FROM wq_grants \
                    WHERE username = $1 AND valid_from <= $2 AND (valid_until IS NULL OR valid_until > $2) \
                      AND ($3::uuid[] IS NULL OR queue_id = ANY($3))) g \
-             JOIN wq_queues q USING (queue_id)",
+             JOIN wq_queues q USING (queue_id) \
+             LEFT JOIN wq_loads l ON l.username = $1 AND l.queue_id = g.queue_id",
         )
         .bind(user)
         .bind(now)
@@ -1132,18 +1208,7 @@ impl WorkQueues {
         stream_id: Uuid,
     ) -> Result<(u64, A), WorkQueueError> {
         let recorded = self.store.read_stream_in(conn, stream_id).await?;
-        let version = recorded.last().map_or(0, |e| e.version);
-        if recorded
-            .first()
-            .is_some_and(|e| e.stream_type != A::STREAM_TYPE)
-        {
-            return Ok((version, A::default()));
-        }
-        let mut state = A::default();
-        for event in &recorded {
-            state = state.evolve(&codec::decode::<A>(event)?);
-        }
-        Ok((version, state))
+        fold(&recorded)
     }
 
     /// Appends `events` at `version` on the transaction; returns the new version and cursor.
@@ -1327,6 +1392,23 @@ async fn lock_task(
 
 /// The row and the stream must agree; they are written together, so a difference means
 /// something wrote the stream around this module.
+/// An aggregate's version and state from its recorded events (a stream of another type folds to
+/// the empty state, which refuses whatever it is asked).
+fn fold<A: Aggregate>(recorded: &[RecordedEvent]) -> Result<(u64, A), WorkQueueError> {
+    let version = recorded.last().map_or(0, |e| e.version);
+    if recorded
+        .first()
+        .is_some_and(|e| e.stream_type != A::STREAM_TYPE)
+    {
+        return Ok((version, A::default()));
+    }
+    let mut state = A::default();
+    for event in recorded {
+        state = state.evolve(&codec::decode::<A>(event)?);
+    }
+    Ok((version, state))
+}
+
 fn check_row_version(task_id: Uuid, row: u64, stream: u64) -> Result<(), WorkQueueError> {
     if row == stream {
         return Ok(());
@@ -1380,15 +1462,15 @@ async fn load_in_queue(
     queue_id: Uuid,
     user: &str,
 ) -> Result<(u32, u32), sqlx::Error> {
-    let (n, weight): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(priority), 0)::bigint FROM wq_tasks \
-         WHERE claimant = $1 AND queue_id = $2 AND status = 'claimed'",
+    let load: Option<(i32, i32)> = sqlx::query_as(
+        "SELECT claimed, weight FROM wq_loads WHERE username = $1 AND queue_id = $2",
     )
     .bind(user)
     .bind(queue_id)
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok((count(n), count(weight)))
+    let (n, weight) = load.unwrap_or((0, 0));
+    Ok((count(i64::from(n)), count(i64::from(weight))))
 }
 
 async fn per_user_capacity(conn: &mut PgConnection, queue_id: Uuid) -> Result<u32, sqlx::Error> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use commands::workqueue::{NewTask, NothingToClaim, WorkQueueError, WorkQueues};
+use commands::workqueue::{NewTask, NothingToClaim, Reassignment, WorkQueueError, WorkQueues};
 use commands::{Cursor, EventStore, ManualClock, Metadata, RecordedEvent};
 use domain::user::Username;
 use domain::workqueue::distribution::AssignmentReason;
@@ -597,5 +597,162 @@ async fn each_push_strategy_assigns_as_specified_on_a_fixed_team(
     assert!(got.iter().all(|(n, _)| n.is_some()));
     let tenth = pushed(&work, q, &[(3, none)]).await?;
     assert_eq!(names(&tenth), ["-"]);
+    Ok(())
+}
+
+/// `wq_loads` next to what `wq_tasks` holds: (user, claimed, sum of priorities), users with
+/// nothing claimed left out.
+async fn loads(
+    pool: &PgPool,
+) -> anyhow::Result<(Vec<(String, i64, i64)>, Vec<(String, i64, i64)>)> {
+    let kept: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT username, claimed::bigint, weight::bigint FROM wq_loads WHERE claimed > 0 ORDER BY username",
+    )
+    .fetch_all(pool)
+    .await?;
+    let counted: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT claimant, count(*), sum(priority)::bigint FROM wq_tasks WHERE status = 'claimed' \
+         GROUP BY claimant ORDER BY claimant",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok((kept, counted))
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn the_load_kept_for_claim_next_follows_every_claim_release_hand_off_and_escalation(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let clock = ManualClock::at(t0());
+    let work = WorkQueues::new(EventStore::new(pool.clone()), Arc::new(clock.clone()));
+    let dept = department(&work).await?;
+    let q = queue(&work, dept, "Licensing", Distribution::Pull, 2, &[]).await?;
+    grant(&work, q, "alice", &[], None).await?;
+    grant(&work, q, "bob", &[], None).await?;
+    let mut ids = Vec::new();
+    for priority in [5, 4, 3, 2, 1] {
+        ids.push(task(&work, q, priority, &[]).await?.task_id);
+    }
+    let step = |what: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (kept, counted) = loads(&pool).await?;
+            assert_eq!(kept, counted, "after {what}");
+            anyhow::Ok(kept)
+        }
+    };
+
+    let first = work.claim_next("alice", None, None, &meta("alice")).await?;
+    let second = work.claim_next("alice", None, None, &meta("alice")).await?;
+    assert_eq!((first.task_id, second.task_id), (ids[0], ids[1]));
+    assert_eq!(step("two claims").await?, vec![("alice".into(), 2, 9)]);
+    assert!(
+        matches!(
+            work.claim_next("alice", None, None, &meta("alice")).await,
+            Err(WorkQueueError::NothingToClaim(NothingToClaim::AtCapacity))
+        ),
+        "the kept load stops a third claim at capacity 2"
+    );
+
+    work.complete(
+        ids[0],
+        "alice",
+        "done",
+        None,
+        Some(first.version),
+        &meta("alice"),
+    )
+    .await?;
+    assert_eq!(step("a completion").await?, vec![("alice".into(), 1, 4)]);
+    let third = work.claim_next("alice", None, None, &meta("alice")).await?;
+    assert_eq!(third.task_id, ids[2], "room again after the completion");
+
+    work.unclaim(ids[2], "alice", Some(third.version), &meta("alice"))
+        .await?;
+    assert_eq!(step("an unclaim").await?, vec![("alice".into(), 1, 4)]);
+
+    let handed = Reassignment {
+        by: "admin".into(),
+        by_admin: true,
+        to: "bob".into(),
+        reason: "alice is away".into(),
+    };
+    work.reassign(ids[1], &handed, None, &meta("admin")).await?;
+    assert_eq!(step("a reassignment").await?, vec![("bob".into(), 1, 4)]);
+
+    // Priority 4 is due after the standard SLA; the escalation raises it to 5.
+    let report = work
+        .escalate_overdue(t0() + minutes(100_000), &meta("job:sla-escalation"))
+        .await?;
+    assert!(report.escalations > 0);
+    assert_eq!(step("an escalation").await?, vec![("bob".into(), 1, 5)]);
+
+    work.cancel(ids[1], "admin", true, "duplicate", None, &meta("admin"))
+        .await?;
+    assert_eq!(step("a cancellation").await?, Vec::new());
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn raising_a_queues_last_escalation_level_lets_tasks_held_at_the_old_last_level_escalate(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let clock = ManualClock::at(t0());
+    let work = WorkQueues::new(EventStore::new(pool.clone()), Arc::new(clock.clone()));
+    let dept = department(&work).await?;
+    let mut config = QueueConfig {
+        department_id: dept,
+        capacity: Capacity {
+            per_user: 5,
+            total: None,
+        },
+        sla: SlaPolicy::standard(),
+        escalation: EscalationPolicy {
+            max_level: 1,
+            ..EscalationPolicy::standard()
+        },
+        distribution: Distribution::Pull,
+        groups: Vec::new(),
+    };
+    let q = work
+        .create_queue("Licensing", config.clone(), &meta("admin"))
+        .await?
+        .stream_id;
+    // Priority 3: due after 360 minutes.
+    let id = task(&work, q, 3, &[]).await?.task_id;
+    let sla = meta("job:sla-escalation");
+    let escalations = |at: DateTime<Utc>| {
+        let (work, sla) = (&work, &sla);
+        async move { anyhow::Ok(work.escalate_overdue(at, sla).await?.escalations) }
+    };
+    assert_eq!(
+        escalations(t0() + minutes(360)).await?,
+        1,
+        "level 1, the last"
+    );
+    assert_eq!(
+        escalations(t0() + minutes(600)).await?,
+        0,
+        "nothing past it"
+    );
+
+    config.escalation.max_level = 3;
+    clock.set(t0() + minutes(601));
+    work.configure_queue(q, config, &meta("admin")).await?;
+    assert_eq!(
+        escalations(t0() + minutes(602)).await?,
+        2,
+        "levels 2 and 3, both overdue under the new policy"
+    );
+    let levels: Vec<u32> = task_events(&whole_log(&EventStore::new(pool.clone())).await?)?
+        .into_iter()
+        .filter(|(task_id, _)| *task_id == id)
+        .filter_map(|(_, e)| match e {
+            TaskEvent::TaskEscalated { level, .. } => Some(level),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(levels, vec![1, 2, 3]);
+    assert_eq!(escalations(t0() + minutes(20_000)).await?, 0);
     Ok(())
 }
