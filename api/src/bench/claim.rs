@@ -18,8 +18,10 @@
 //!   append, the `wq_tasks` row, in one transaction.
 //!
 //! Each loop runs for `seconds`; every call's latency is recorded. Both scenarios use the same
-//! pool of `claimers` connections, and each table is vacuumed right before its turn, so both
-//! start without dead index entries at the head of the claim order. The summary gives medians
+//! pool of `claimers` connections, and the tables each writes are vacuumed right before its
+//! turn (the ceiling's table; `wq_tasks`, `wq_loads` and `events` for claim-next), so both
+//! start without dead index entries at the head of the claim order, and neither pays for the
+//! previous runs' garbage on a server running without autovacuum. The summary gives medians
 //! over runs and the ratio claim-next / ceiling.
 
 use std::sync::Arc;
@@ -197,10 +199,10 @@ async fn bench_in(setup: &PgPool, pool: &PgPool, opts: &ClaimBench) -> anyhow::R
             .context("vacuuming the ceiling's table")?;
         let ceiling = ceiling_run(pool, queue_id, opts).await?;
 
-        sqlx::raw_sql("VACUUM (ANALYZE) wq_tasks")
+        sqlx::raw_sql("VACUUM (ANALYZE) wq_tasks, wq_loads, events")
             .execute(setup)
             .await
-            .context("vacuuming wq_tasks")?;
+            .context("vacuuming the tables claim-next writes")?;
         let run_users = Arc::new(users[run].clone());
         let work = claiming.clone();
         let claim = measure(opts.claimers, opts.seconds, move |c| {
