@@ -121,6 +121,8 @@ use crate::AppState;
         crate::routes::work_views::dashboard,
         crate::routes::work_views::sla_report,
         crate::routes::work_views::my_tasks,
+        crate::routes::work_views::list_tasks,
+        crate::routes::work_views::list_cases,
         crate::routes::work_views::show_task,
         crate::routes::work_views::task_state,
         crate::routes::work_views::show_case,

@@ -396,10 +396,12 @@ impl WorkQueues {
                     // Each unfinished task's next escalation was scheduled under the old
                     // policy. Before its due time nothing changes; after it, the SLA check
                     // looks at the task on its next run and, deciding under the new policy,
-                    // escalates it or schedules the next look.
+                    // escalates it or schedules the next look. Rows that keep their value are
+                    // left alone (and unlocked, so claimers do not skip them meanwhile).
                     sqlx::query(
                         "UPDATE wq_tasks SET next_escalation_at = greatest(due_at, $2) \
-                         WHERE queue_id = $1 AND status IN ('open', 'claimed')",
+                         WHERE queue_id = $1 AND status IN ('open', 'claimed') \
+                           AND next_escalation_at IS DISTINCT FROM greatest(due_at, $2)",
                     )
                     .bind(queue_id)
                     .bind(now)

@@ -137,6 +137,8 @@ CREATE INDEX IF NOT EXISTS tasks_by_queue_status ON tasks (queue_id, status);
 CREATE INDEX IF NOT EXISTS tasks_by_claimant ON tasks (claimant, status) WHERE claimant IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_by_completion ON tasks (queue_id, completed_at) WHERE completed_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_by_case ON tasks (case_id) WHERE case_id IS NOT NULL;
+-- GET /tasks: newest first, page by page.
+CREATE INDEX IF NOT EXISTS tasks_by_creation ON tasks (created_at DESC, task_id);
 COMMENT ON TABLE tasks IS 'One row per task: where it is, who holds it, its SLA times and outcome.';
 COMMENT ON COLUMN tasks.task_id IS 'The task stream id.';
 COMMENT ON COLUMN tasks.queue_id IS 'The queue the task is in (queues.queue_id).';
@@ -197,6 +199,8 @@ CREATE TABLE IF NOT EXISTS cases (
     version     bigint NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS cases_by_number ON cases (number);
+-- GET /cases: most recently opened first, page by page.
+CREATE INDEX IF NOT EXISTS cases_by_opening ON cases (opened_at DESC, case_id);
 COMMENT ON TABLE cases IS 'One row per case: subject, where it is, who has it, how many tasks it links.';
 COMMENT ON COLUMN cases.case_id IS 'The case stream id (UUID v5 of the case number).';
 COMMENT ON COLUMN cases.number IS 'Case number, upper case (CASE-2026-0042).';
@@ -1498,6 +1502,92 @@ pub async fn case_tasks(pool: &PgPool, case_id: Uuid) -> Result<Vec<TaskRow>, sq
     .bind(case_id)
     .fetch_all(pool)
     .await
+}
+
+/// What a task list is narrowed to; every field left out matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub queue_id: Option<Uuid>,
+    pub status: Option<TaskStatus>,
+    pub claimant: Option<String>,
+    pub case_id: Option<Uuid>,
+}
+
+/// Tasks matching `filter`, newest first; one page, and the total.
+pub async fn tasks(
+    pool: &PgPool,
+    filter: &TaskFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<TaskRow>, i64), sqlx::Error> {
+    const MATCHES: &str =
+        "($1::uuid IS NULL OR queue_id = $1) AND ($2::text IS NULL OR status = $2) \
+         AND ($3::text IS NULL OR claimant = $3) AND ($4::uuid IS NULL OR case_id = $4)";
+    let rows = sqlx::query_as(&format!(
+        "SELECT {TASK_COLUMNS} FROM read_models.tasks WHERE {MATCHES} \
+         ORDER BY created_at DESC, task_id LIMIT $5 OFFSET $6"
+    ))
+    .bind(filter.queue_id)
+    .bind(filter.status.map(TaskStatus::as_str))
+    .bind(filter.claimant.as_deref())
+    .bind(filter.case_id)
+    .bind(limit.clamp(1, 500))
+    .bind(offset.max(0))
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM read_models.tasks WHERE {MATCHES}"
+    ))
+    .bind(filter.queue_id)
+    .bind(filter.status.map(TaskStatus::as_str))
+    .bind(filter.claimant.as_deref())
+    .bind(filter.case_id)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
+}
+
+/// What a case list is narrowed to; every field left out matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    /// open or closed.
+    pub status: Option<String>,
+    pub queue_id: Option<Uuid>,
+    pub assignee: Option<String>,
+}
+
+/// Cases matching `filter`, most recently opened first; one page, and the total.
+pub async fn cases(
+    pool: &PgPool,
+    filter: &CaseFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<CaseRow>, i64), sqlx::Error> {
+    const MATCHES: &str =
+        "($1::text IS NULL OR c.status = $1) AND ($2::uuid IS NULL OR c.queue_id = $2) \
+         AND ($3::text IS NULL OR c.assignee = $3)";
+    let rows = sqlx::query_as(&format!(
+        "SELECT c.case_id, c.number, c.subject, c.allegations, c.status, c.queue_id, q.name AS queue_name, \
+           c.assignee, c.opened_at, c.closed_at, c.resolution, c.task_count, c.updated_at, c.version \
+         FROM read_models.cases c LEFT JOIN read_models.queues q ON q.queue_id = c.queue_id \
+         WHERE {MATCHES} ORDER BY c.opened_at DESC, c.case_id LIMIT $4 OFFSET $5"
+    ))
+    .bind(filter.status.as_deref())
+    .bind(filter.queue_id)
+    .bind(filter.assignee.as_deref())
+    .bind(limit.clamp(1, 500))
+    .bind(offset.max(0))
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM read_models.cases c WHERE {MATCHES}"
+    ))
+    .bind(filter.status.as_deref())
+    .bind(filter.queue_id)
+    .bind(filter.assignee.as_deref())
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, total))
 }
 
 /// One entry of a case's routing history (see the `case_routing` table's comments for what

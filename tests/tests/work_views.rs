@@ -1263,3 +1263,162 @@ async fn unknown_ids_are_404_and_bad_parameters_400_or_422(pool: PgPool) -> anyh
     .await?;
     Ok(())
 }
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn the_task_list_narrows_by_queue_status_claimant_and_case_newest_first(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let app = app_at_hour_ten(pool).await?;
+    let s = scenario(&app).await?;
+    let t = |name: &str| s.tasks[name].to_string();
+    let licensing = s.licensing;
+
+    let open = ok(&app, &format!("/tasks?queue_id={licensing}&status=open")).await?;
+    // Created at 4:00, 3:00, 2:00 and 0:30.
+    assert_eq!(ids(&open["tasks"]), [t("T9"), t("T6"), t("T10"), t("T5")]);
+    assert_eq!(open["total"], 4);
+
+    let alices = ok(&app, "/tasks?claimant=alice&status=completed").await?;
+    let mut got = ids(&alices["tasks"]);
+    got.sort();
+    let mut want = vec![t("T1"), t("T2"), t("T4")];
+    want.sort();
+    assert_eq!(got, want);
+
+    let first_page = ok(&app, &format!("/tasks?queue_id={licensing}&limit=3")).await?;
+    assert_eq!(
+        (
+            first_page["total"].as_i64(),
+            first_page["limit"].as_i64(),
+            first_page["offset"].as_i64()
+        ),
+        (Some(10), Some(3), Some(0))
+    );
+    assert_eq!(ids(&first_page["tasks"]), [t("T7"), t("T9"), t("T6")]);
+    let last_page = ok(
+        &app,
+        &format!("/tasks?queue_id={licensing}&limit=3&offset=9"),
+    )
+    .await?;
+    assert_eq!(ids(&last_page["tasks"]).len(), 1);
+    assert_eq!(ok(&app, "/tasks?status=claimed").await?["total"], 1);
+    assert_eq!(
+        ok(&app, &format!("/tasks?queue_id={}", s.billing)).await?["total"],
+        0
+    );
+    assert_eq!(
+        ok(&app, &format!("/tasks?case_id={}", Uuid::new_v4())).await?["total"],
+        0
+    );
+
+    refused(
+        &app,
+        "/tasks?status=lost",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await?;
+    refused(
+        &app,
+        "/tasks?queue_id=licensing",
+        StatusCode::BAD_REQUEST,
+        "bad_query",
+    )
+    .await?;
+    refused(
+        &app,
+        "/tasks?limit=many",
+        StatusCode::BAD_REQUEST,
+        "bad_query",
+    )
+    .await?;
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn the_case_list_narrows_by_status_queue_and_assignee_newest_first(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let app = app_at_hour_ten(pool).await?;
+    let intake = Queue::stream_id("Intake");
+    let opened = |number: &str, minutes: i64| CaseEvent::CaseOpened {
+        number: number.into(),
+        subject: "Lapsed registration".into(),
+        allegations: Vec::new(),
+        at: at(minutes),
+    };
+    let (first, second, third) = (
+        Case::stream_id("CASE-2026-0001"),
+        Case::stream_id("CASE-2026-0002"),
+        Case::stream_id("CASE-2026-0003"),
+    );
+    emit::<Case>(&app, first, &[opened("CASE-2026-0001", 1)]).await?;
+    emit::<Case>(
+        &app,
+        second,
+        &[
+            opened("CASE-2026-0002", 2),
+            CaseEvent::CaseRouted {
+                from_queue: None,
+                to_queue: intake,
+                reason: "new".into(),
+                at: at(3),
+            },
+            CaseEvent::CaseAssigned {
+                from: None,
+                to: "alice".into(),
+                reason: "on duty".into(),
+                at: at(4),
+            },
+        ],
+    )
+    .await?;
+    emit::<Case>(
+        &app,
+        third,
+        &[
+            opened("CASE-2026-0003", 5),
+            CaseEvent::CaseClosed {
+                resolution: "withdrawn".into(),
+                at: at(6),
+            },
+        ],
+    )
+    .await?;
+    app.settle().await?;
+    let numbers = |page: &Value| -> Vec<String> {
+        page["cases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["number"].as_str().map(str::to_owned))
+            .collect()
+    };
+
+    let all = ok(&app, "/cases").await?;
+    assert_eq!(
+        numbers(&all),
+        ["CASE-2026-0003", "CASE-2026-0002", "CASE-2026-0001"]
+    );
+    assert_eq!(all["total"], 3);
+    let open = ok(&app, "/cases?status=open").await?;
+    assert_eq!(numbers(&open), ["CASE-2026-0002", "CASE-2026-0001"]);
+    assert_eq!(
+        numbers(&ok(&app, &format!("/cases?queue_id={intake}&assignee=alice")).await?),
+        ["CASE-2026-0002"]
+    );
+    assert_eq!(ok(&app, "/cases?assignee=bob").await?["total"], 0);
+    let second_page = ok(&app, "/cases?limit=1&offset=1").await?;
+    assert_eq!(
+        (numbers(&second_page), second_page["total"].as_i64()),
+        (vec!["CASE-2026-0002".to_owned()], Some(3))
+    );
+    refused(
+        &app,
+        "/cases?status=pending",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await?;
+    Ok(())
+}

@@ -3,9 +3,10 @@
 //! tasks and routing history, and task and case state as of a time or version (from the
 //! events). The commands on the same resources are in `routes::work`.
 //!
-//! `GET /departments`, `GET /queues` and `GET /queues/{id}` share their paths with commands, so
-//! [`list_departments`], [`list_queues`] and [`show_queue`] are routed by `work::router()`
-//! together with those commands; [`router`] serves the rest.
+//! `GET /departments`, `GET /queues`, `GET /queues/{id}`, `GET /tasks` and `GET /cases` share
+//! their paths with commands, so [`list_departments`], [`list_queues`], [`show_queue`],
+//! [`list_tasks`] and [`list_cases`] are routed by `work::router()` together with those
+//! commands; [`router`] serves the rest.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -45,7 +46,7 @@ pub fn router() -> Router<AppState> {
 
 const PROJECTION: &str = model::NAME;
 
-/// Default and largest page of a queue's open tasks.
+/// Default and largest page of a list (a queue's open tasks, task and case lists).
 const DEFAULT_PER_PAGE: i64 = 50;
 const MAX_PER_PAGE: i64 = 500;
 
@@ -279,14 +280,138 @@ pub(crate) async fn my_tasks(
             })?,
     };
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let offset = q.offset.unwrap_or(0).max(0);
+    let (limit, offset) = page(q.limit, q.offset);
     let (tasks, total) =
         model::my_tasks(state.store.pool(), &caller.username, status, limit, offset)
             .await
             .map_err(ApiError::db)?;
     Ok(Json(TaskPage {
         tasks,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TasksQuery {
+    queue_id: Option<Uuid>,
+    /// open, claimed, completed or cancelled.
+    status: Option<String>,
+    /// Who holds the task (or held it when it was finished).
+    claimant: Option<String>,
+    case_id: Option<Uuid>,
+    /// 1 to 500; default 50.
+    limit: Option<i64>,
+    offset: Option<i64>,
+    /// Wait until the read model includes this cursor.
+    min_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/tasks", tag = "work queues", security(("bearer" = [])),
+    params(TasksQuery),
+    responses((status = 200, description = "Tasks matching every filter given, newest first", body = TaskPage),
+        (status = 400, body = crate::openapi::ProblemDoc),
+        (status = 422, description = "Unknown status", body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn list_tasks(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<TasksQuery>, QueryRejection>,
+) -> Result<Json<TaskPage>, ApiError> {
+    let q = query(q)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            TaskStatus::parse(s).ok_or_else(|| ApiError::InvalidField {
+                field: "status",
+                reason: "give open, claimed, completed or cancelled".into(),
+            })
+        })
+        .transpose()?;
+    wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
+    let (limit, offset) = page(q.limit, q.offset);
+    let filter = model::TaskFilter {
+        queue_id: q.queue_id,
+        status,
+        claimant: q.claimant,
+        case_id: q.case_id,
+    };
+    let (tasks, total) = model::tasks(state.store.pool(), &filter, limit, offset)
+        .await
+        .map_err(ApiError::db)?;
+    Ok(Json(TaskPage {
+        tasks,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// A page's limit (1 to [`MAX_PER_PAGE`], default [`DEFAULT_PER_PAGE`]) and offset (from 0).
+fn page(limit: Option<i64>, offset: Option<i64>) -> (i64, i64) {
+    (
+        limit.unwrap_or(DEFAULT_PER_PAGE).clamp(1, MAX_PER_PAGE),
+        offset.unwrap_or(0).max(0),
+    )
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CasesQuery {
+    /// open or closed.
+    status: Option<String>,
+    /// The queue the case is routed to now.
+    queue_id: Option<Uuid>,
+    /// The user the case is assigned to now.
+    assignee: Option<String>,
+    /// 1 to 500; default 50.
+    limit: Option<i64>,
+    offset: Option<i64>,
+    /// Wait until the read model includes this cursor.
+    min_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct CasePage {
+    cases: Vec<CaseRow>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+}
+
+#[utoipa::path(get, path = "/cases", tag = "work queues", security(("bearer" = [])),
+    params(CasesQuery),
+    responses((status = 200, description = "Cases matching every filter given, most recently opened first", body = CasePage),
+        (status = 400, body = crate::openapi::ProblemDoc),
+        (status = 422, description = "Unknown status", body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn list_cases(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<CasesQuery>, QueryRejection>,
+) -> Result<Json<CasePage>, ApiError> {
+    let q = query(q)?;
+    if let Some(status) = q.status.as_deref() {
+        if !matches!(status, "open" | "closed") {
+            return Err(ApiError::InvalidField {
+                field: "status",
+                reason: "give open or closed".into(),
+            });
+        }
+    }
+    wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
+    let (limit, offset) = page(q.limit, q.offset);
+    let filter = model::CaseFilter {
+        status: q.status,
+        queue_id: q.queue_id,
+        assignee: q.assignee,
+    };
+    let (cases, total) = model::cases(state.store.pool(), &filter, limit, offset)
+        .await
+        .map_err(ApiError::db)?;
+    Ok(Json(CasePage {
+        cases,
         total,
         limit,
         offset,
