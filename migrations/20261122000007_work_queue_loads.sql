@@ -19,10 +19,20 @@ CREATE TABLE wq_loads (
 COMMENT ON TABLE wq_loads IS 'Claimed tasks per user and queue, kept by a trigger on wq_tasks.';
 
 -- Takes the old row's claim off its holder and puts the new row's on; an UPDATE that moves a
--- claimed task's priority does both to the same counter.
+-- claimed task's priority does both to the same counter. A hand-off touches two users'
+-- counters: it locks them in username order first, so that two hand-offs in opposite
+-- directions (u1 to u2 and u2 to u1) cannot each hold one and wait for the other.
 CREATE FUNCTION wq_track_load() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.status = 'claimed' AND NEW.status = 'claimed'
+       AND OLD.claimant IS DISTINCT FROM NEW.claimant THEN
+        PERFORM 1 FROM wq_loads
+        WHERE (username = OLD.claimant AND queue_id = OLD.queue_id)
+           OR (username = NEW.claimant AND queue_id = NEW.queue_id)
+        ORDER BY username, queue_id
+        FOR NO KEY UPDATE;
+    END IF;
     IF TG_OP <> 'INSERT' AND OLD.status = 'claimed' THEN
         UPDATE wq_loads SET claimed = claimed - 1, weight = weight - OLD.priority
         WHERE username = OLD.claimant AND queue_id = OLD.queue_id;

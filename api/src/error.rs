@@ -325,6 +325,9 @@ impl ApiError {
                     "database_unavailable",
                     "Service unavailable",
                 ),
+                S::Database(e) if is_transient_conflict(e) => {
+                    (StatusCode::CONFLICT, "concurrency_conflict", "Conflict")
+                }
                 S::Undecodable { .. } | S::Database(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -615,6 +618,14 @@ impl From<JobError> for ApiError {
 }
 
 /// Whether a database error means "cannot reach the database" rather than a bug.
+/// A transaction PostgreSQL aborted because of a concurrent one (a deadlock it broke, or a
+/// serialization failure): nothing was written, and the same request may succeed when retried.
+pub fn is_transient_conflict(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40P01" || c == "40001")
+}
+
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     matches!(
         e,

@@ -709,6 +709,21 @@ impl EventStore {
     }
 
     /// The stream's current version; 0 when it does not exist.
+    /// [`stream_version`](Self::stream_version) on the caller's connection, for a decision
+    /// inside a transaction holding the lock that keeps the stream still.
+    pub async fn stream_version_in(
+        &self,
+        conn: &mut PgConnection,
+        stream_id: Uuid,
+    ) -> Result<u64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM events WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_one(conn)
+                .await?;
+        Ok(v.map(to_u64).unwrap_or(0))
+    }
+
     pub async fn stream_version(&self, stream_id: Uuid) -> Result<u64, StoreError> {
         let v: Option<i64> =
             sqlx::query_scalar("SELECT max(version) FROM events WHERE stream_id = $1")

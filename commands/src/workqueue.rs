@@ -20,7 +20,10 @@
 //!    update the `wq_*` rows; commit.
 //!
 //! Lock order, which is what keeps this free of deadlocks: queue row, then task row, then user
-//! locks in advisory-key order. Claim-next takes a user lock and then rows it never waits for.
+//! locks in advisory-key order, then (through the trigger on `wq_tasks`) the `wq_loads` rows,
+//! in username order when a hand-off moves a task between two users. Claim-next takes a user
+//! lock and then rows it never waits for, but for the claimer's own `wq_loads` row, which only
+//! transactions holding that user's lock or handing a task off from them write.
 //!
 //! Departments have no such look-ups and use [`CommandHandler`]. Case commands take a lock on
 //! the case that task creation and linking for the case take too, so that closing a case
@@ -62,7 +65,8 @@ use crate::store::{to_u64, EventStore, ExpectedVersion};
 const MAX_CREATION_ATTEMPTS: u32 = 3;
 
 /// Claim-next's pick: see [`WorkQueues::claim_next`]. $1 the user, $2 now, $3 the queues to
-/// limit the pick to (or NULL). One row per event of the picked task, none if nothing was picked.
+/// limit the pick to (or NULL). One row per event of the picked task (one with NULL event
+/// columns if it has none, which only a damaged store can show), none if nothing was picked.
 static CLAIM_NEXT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH eligible AS ( \
@@ -95,7 +99,7 @@ static CLAIM_NEXT_SQL: LazyLock<String> = LazyLock::new(|| {
          SELECT p.task_id AS picked_task_id, p.version AS picked_version, p.skills AS picked_skills, \
                 p.capacity AS picked_capacity, p.claimed AS picked_claimed, ev.* \
          FROM picked p JOIN taken USING (task_id) \
-         CROSS JOIN LATERAL ({}) ev \
+         LEFT JOIN LATERAL ({}) ev ON true \
          ORDER BY ev.version",
         EventStore::stream_events_subquery("p.task_id")
     )
@@ -262,8 +266,20 @@ impl WorkQueues {
         handler: &CommandHandler<A>,
         id: Uuid,
     ) -> Result<Option<A>, WorkQueueError> {
+        Ok(self
+            .load_versioned(handler, id)
+            .await?
+            .map(|(_, state)| state))
+    }
+
+    /// [`load_existing`](Self::load_existing) with the version it was read at.
+    async fn load_versioned<A: Aggregate>(
+        &self,
+        handler: &CommandHandler<A>,
+        id: Uuid,
+    ) -> Result<Option<(u64, A)>, WorkQueueError> {
         match handler.load(id).await {
-            Ok((version, state)) => Ok((version > 0).then_some(state)),
+            Ok((version, state)) => Ok((version > 0).then_some((version, state))),
             Err(HandleError::Store(StoreError::StreamTypeMismatch { .. })) => Ok(None),
             Err(HandleError::Store(e)) => Err(e.into()),
             Err(HandleError::Codec(e)) => Err(e.into()),
@@ -443,15 +459,25 @@ impl WorkQueues {
             ),
             None => 0,
         };
-        let (task_version, existing) = self.load_in::<Task>(&mut tx, new.task_id).await?;
+        let recorded = self.store.read_stream_in(&mut tx, new.task_id).await?;
+        let (task_version, existing) = fold::<Task>(&recorded)?;
         if task_version > 0 {
-            // A resend of a creation that already happened (or an id of something else).
+            // A resend of a creation that already happened (or an id of something else): the
+            // answer is what the creation wrote, the events of the stream's first transaction.
             if existing.exists() && existing.queue_id == Some(new.queue_id) {
+                let first_tx = recorded.first().map(|e| e.cursor.transaction_id);
+                let created: Vec<&RecordedEvent> = recorded
+                    .iter()
+                    .take_while(|e| Some(e.cursor.transaction_id) == first_tx)
+                    .collect();
                 return Ok(TaskWritten {
                     task_id: new.task_id,
-                    version: task_version,
-                    events: Vec::new(),
-                    cursor: None,
+                    version: created.last().map_or(task_version, |e| e.version),
+                    events: created
+                        .iter()
+                        .map(|e| codec::decode::<Task>(e))
+                        .collect::<Result<_, _>>()?,
+                    cursor: created.last().map(|e| e.cursor),
                     replayed: true,
                 });
             }
@@ -556,42 +582,36 @@ impl WorkQueues {
     /// queue's row, and the queue's configuration as of that lock. The row is held shared, so
     /// creations in one queue run side by side while a reconfiguration waits for them (and
     /// they for it); a queue that pushes tasks or limits its total holds it exclusively, since
-    /// each creation moves its round-robin place or counts its unfinished tasks. If the
-    /// configuration read before the lock is not the one the locked row shows, a
-    /// reconfiguration came in between: read it again and start over.
+    /// each creation moves its round-robin place or counts its unfinished tasks. If the queue's
+    /// stream moved on between the configuration's read and the lock, a reconfiguration (or a
+    /// grant) came in between: read it again and start over.
     async fn begin_creation(
         &self,
         new: &NewTask,
     ) -> Result<(Tx, Option<QueueConfig>, Option<String>), WorkQueueError> {
         for _ in 0..MAX_CREATION_ATTEMPTS {
-            let config = self
-                .load_existing(&self.queues, new.queue_id)
-                .await?
-                .and_then(|queue| queue.config);
+            let read = self.load_versioned(&self.queues, new.queue_id).await?;
             let mut tx = self.store.pool().begin().await?;
             lock_key(&mut tx, "task", &new.task_id.to_string()).await?;
-            let Some(config) = config else {
+            let Some((queue_version, config)) =
+                read.and_then(|(v, queue)| queue.config.map(|c| (v, c)))
+            else {
                 return Ok((tx, None, None));
             };
             let exclusive = config.distribution.is_push() || config.capacity.total.is_some();
-            let row: Option<(String, Option<i32>, Option<String>)> = sqlx::query_as(if exclusive {
-                "SELECT distribution, total_capacity, last_assigned FROM wq_queues \
-                 WHERE queue_id = $1 FOR NO KEY UPDATE"
+            let last_assigned: Option<Option<String>> = sqlx::query_scalar(if exclusive {
+                "SELECT last_assigned FROM wq_queues WHERE queue_id = $1 FOR NO KEY UPDATE"
             } else {
-                "SELECT distribution, total_capacity, last_assigned FROM wq_queues \
-                 WHERE queue_id = $1 FOR SHARE"
+                "SELECT last_assigned FROM wq_queues WHERE queue_id = $1 FOR SHARE"
             })
             .bind(new.queue_id)
             .fetch_optional(&mut *tx)
             .await?;
-            // The row is written with the queue's first event, so it is there for any queue
-            // the configuration was read from.
-            let Some((distribution, total, last_assigned)) = row else {
-                return Ok((tx, Some(config), None));
-            };
-            let total = total.and_then(|t| u32::try_from(t).ok());
-            if distribution == config.distribution.as_str() && total == config.capacity.total {
-                return Ok((tx, Some(config), last_assigned));
+            // A reconfiguration writes the row, so under its lock the stream holds still as far
+            // as the configuration goes; a grant in between also moves the version, and costs
+            // one more round.
+            if self.store.stream_version_in(&mut tx, new.queue_id).await? == queue_version {
+                return Ok((tx, Some(config), last_assigned.flatten()));
             }
         }
         Err(WorkQueueError::TooManyConflicts {
@@ -686,7 +706,7 @@ impl WorkQueues {
         // then finds its answer.
         if let Some(key) = idempotency_key {
             if let Some(done) = claimed_with_key(&mut tx, user, key).await? {
-                return Ok(done);
+                return self.replay_of(&mut tx, done).await;
             }
         }
 
@@ -724,10 +744,12 @@ impl WorkQueues {
                 .filter_map(|s| GroupLabel::parse(s).ok())
                 .collect(),
         };
-        let recorded = rows
-            .iter()
-            .map(|row| self.store.decode_row(row))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut recorded = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<i64>, _>("position")?.is_some() {
+                recorded.push(self.store.decode_row(row)?);
+            }
+        }
         let (mut version, mut task) = fold::<Task>(&recorded)?;
         if version != to_u64(row_version) {
             // The events were read as of the statement's start; the row was locked later, and
@@ -784,6 +806,22 @@ impl WorkQueues {
             cursor,
             replayed: false,
         })
+    }
+
+    /// A claim-next answered before (same idempotency key): the same answer, with the claim's
+    /// event as it was recorded, whatever happened to the task since.
+    async fn replay_of(
+        &self,
+        conn: &mut PgConnection,
+        mut done: TaskWritten,
+    ) -> Result<TaskWritten, WorkQueueError> {
+        let recorded = self.store.read_stream_in(conn, done.task_id).await?;
+        done.events = recorded
+            .iter()
+            .filter(|e| e.version == done.version)
+            .map(codec::decode::<Task>)
+            .collect::<Result<_, _>>()?;
+        Ok(done)
     }
 
     /// Why claim-next found nothing: no grant in force, no room, or no task (the rare path,
@@ -1013,23 +1051,28 @@ impl WorkQueues {
         .fetch_all(self.store.pool())
         .await?;
         let mut report = EscalationReport::default();
-        let mut policies: BTreeMap<Uuid, EscalationPolicy> = BTreeMap::new();
+        // Each queue's policy and the queue stream's version it was read at; each task checks
+        // the version again under its row lock.
+        let mut policies: BTreeMap<Uuid, (u64, EscalationPolicy)> = BTreeMap::new();
         for (task_id, queue_id) in due {
             report.checked += 1;
-            let policy = match policies.get(&queue_id) {
-                Some(p) => *p,
-                None => {
-                    let p = self
-                        .load_existing(&self.queues, queue_id)
-                        .await?
-                        .and_then(|queue| queue.config)
-                        .map_or_else(EscalationPolicy::standard, |c| c.escalation);
-                    policies.insert(queue_id, p);
-                    p
-                }
+            let known = match policies.get(&queue_id) {
+                Some(known) => *known,
+                None => self
+                    .load_versioned(&self.queues, queue_id)
+                    .await?
+                    .map_or((0, EscalationPolicy::standard()), |(v, queue)| {
+                        (v, escalation_policy(&queue))
+                    }),
             };
-            match self.escalate_one(task_id, policy, now, metadata).await {
-                Ok(n) => report.escalations += n,
+            match self
+                .escalate_one(task_id, queue_id, known, now, metadata)
+                .await
+            {
+                Ok((n, current)) => {
+                    report.escalations += n;
+                    policies.insert(queue_id, current);
+                }
                 Err(error) => {
                     report.failed += 1;
                     tracing::warn!(%task_id, %error, "escalating a task failed");
@@ -1039,17 +1082,31 @@ impl WorkQueues {
         Ok(report)
     }
 
+    /// Escalates one task under its row lock; returns the events written and the queue's
+    /// policy as it was used, with the queue stream's version.
     async fn escalate_one(
         &self,
         task_id: Uuid,
-        policy: EscalationPolicy,
+        queue_id: Uuid,
+        known: (u64, EscalationPolicy),
         now: DateTime<Utc>,
         metadata: &Metadata,
-    ) -> Result<u64, WorkQueueError> {
+    ) -> Result<(u64, (u64, EscalationPolicy)), WorkQueueError> {
         let mut tx = self.store.pool().begin().await?;
         let Some((_, row_version)) = lock_task(&mut tx, task_id).await? else {
-            return Ok(0);
+            return Ok((0, known));
         };
+        // A reconfiguration reschedules the queue's tasks under their row locks, so once this
+        // row is held, a policy newer than the one known is already in the stream: use it, or
+        // this would schedule the next look by the old policy after the reschedule.
+        let current = match self.store.stream_version_in(&mut tx, queue_id).await? {
+            v if v == known.0 => known,
+            _ => {
+                let (v, queue) = self.load_in::<Queue>(&mut tx, queue_id).await?;
+                (v, escalation_policy(&queue))
+            }
+        };
+        let policy = current.1;
         let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
         check_row_version(task_id, row_version, version)?;
         let events = task.decide(&TaskCommand::Escalate { policy }, now)?;
@@ -1072,7 +1129,7 @@ impl WorkQueues {
         )
         .await?;
         tx.commit().await?;
-        Ok(written)
+        Ok((written, current))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1482,6 +1539,14 @@ async fn per_user_capacity(conn: &mut PgConnection, queue_id: Uuid) -> Result<u3
             .fetch_optional(conn)
             .await?;
     Ok(capacity.and_then(|c| u32::try_from(c).ok()).unwrap_or(0))
+}
+
+/// A queue's escalation policy (the standard one for a queue without a configuration).
+fn escalation_policy(queue: &Queue) -> EscalationPolicy {
+    queue
+        .config
+        .as_ref()
+        .map_or_else(EscalationPolicy::standard, |c| c.escalation)
 }
 
 /// When the SLA check should next look at `task`: `None` once finished or at the last level.

@@ -600,13 +600,14 @@ async fn each_push_strategy_assigns_as_specified_on_a_fixed_team(
     Ok(())
 }
 
-/// `wq_loads` next to what `wq_tasks` holds: (user, claimed, sum of priorities), users with
-/// nothing claimed left out.
+/// `wq_loads` next to what `wq_tasks` holds: (user, claimed, sum of priorities); counters back
+/// at zero are left out (a weight left over without a claim is not).
 async fn loads(
     pool: &PgPool,
 ) -> anyhow::Result<(Vec<(String, i64, i64)>, Vec<(String, i64, i64)>)> {
     let kept: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT username, claimed::bigint, weight::bigint FROM wq_loads WHERE claimed > 0 ORDER BY username",
+        "SELECT username, claimed::bigint, weight::bigint FROM wq_loads \
+         WHERE claimed <> 0 OR weight <> 0 ORDER BY username",
     )
     .fetch_all(pool)
     .await?;
@@ -754,5 +755,50 @@ async fn raising_a_queues_last_escalation_level_lets_tasks_held_at_the_old_last_
         .collect();
     assert_eq!(levels, vec![1, 2, 3]);
     assert_eq!(escalations(t0() + minutes(20_000)).await?, 0);
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn two_users_swapping_tasks_at_the_same_moment_never_deadlock_on_their_loads(
+    _: PgPoolOptions,
+    connect_options: PgConnectOptions,
+) -> anyhow::Result<()> {
+    let pool = own_pool(connect_options, 6).await?;
+    let work = WorkQueues::new(
+        EventStore::new(pool.clone()),
+        Arc::new(ManualClock::at(t0())),
+    );
+    let dept = department(&work).await?;
+    let q = queue(&work, dept, "Licensing", Distribution::Pull, 5, &[]).await?;
+    grant(&work, q, "alice", &[], None).await?;
+    grant(&work, q, "bob", &[], None).await?;
+    let a = task(&work, q, 3, &[]).await?.task_id;
+    let b = task(&work, q, 3, &[]).await?.task_id;
+    work.claim(a, "alice", None, &meta("alice")).await?;
+    work.claim(b, "bob", None, &meta("bob")).await?;
+    let to = |user: &str| Reassignment {
+        by: "admin".into(),
+        by_admin: true,
+        to: user.into(),
+        reason: "swap".into(),
+    };
+    for round in 0..200 {
+        // Each hand-off takes both users' counters: opposite directions at once.
+        let (first, second) = if round % 2 == 0 {
+            ("bob", "alice")
+        } else {
+            ("alice", "bob")
+        };
+        let (to_first, to_second, admin) = (to(first), to(second), meta("admin"));
+        let (ra, rb) = tokio::join!(
+            work.reassign(a, &to_first, None, &admin),
+            work.reassign(b, &to_second, None, &admin),
+        );
+        ra?;
+        rb?;
+    }
+    let (kept, counted) = loads(&pool).await?;
+    assert_eq!(kept, counted);
+    assert_eq!(kept, vec![("alice".into(), 1, 3), ("bob".into(), 1, 3)]);
     Ok(())
 }

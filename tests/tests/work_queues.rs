@@ -133,6 +133,12 @@ async fn a_task_is_claimed_next_delegated_completed_and_reported(
         head,
         "a replayed claim writes nothing"
     );
+    for field in ["version", "cursor", "status", "claimant"] {
+        assert_eq!(
+            again[field], first[field],
+            "a replay answers as the claim did: {field}"
+        );
+    }
 
     // Someone else's claimed task cannot be claimed, and the refusal says who has it.
     let (status, problem) = send(pat.post(app.url(&format!("/tasks/{urgent}/claim")))).await?;
@@ -241,6 +247,36 @@ async fn a_task_is_claimed_next_delegated_completed_and_reported(
         Some(135.0 * 60.0),
         "{report}"
     );
+    // A resent creation answers as the creation did (last, so that the report above does not
+    // count the task).
+    let create_once = || {
+        app.client
+            .post(app.url("/tasks"))
+            .header("idempotency-key", "intake-77")
+            .json(&task("Board certification", 1, json!([])))
+    };
+    let (status, made) = send(create_once()).await?;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    // The task moves on before the resend; the resend still answers as the creation did.
+    let cancel = format!(
+        "/tasks/{}/cancel",
+        made["task_id"].as_str().unwrap_or_default()
+    );
+    let (status, cancelled) = send(
+        app.client
+            .post(app.url(&cancel))
+            .json(&json!({"reason": "duplicate"})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    let (status, resent) = send(create_once()).await?;
+    assert_eq!(
+        (status, resent["replayed"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    for field in ["task_id", "version", "cursor", "status", "claimant"] {
+        assert_eq!(resent[field], made[field], "a resent creation: {field}");
+    }
     Ok(())
 }
 
@@ -510,5 +546,29 @@ async fn a_case_passes_through_queues_and_people_and_its_routing_history_says_so
         "{history}"
     );
     assert_eq!(history[2]["reason"], "possible violation");
+    Ok(())
+}
+
+#[sqlx::test(migrator = "commands::MIGRATOR")]
+async fn a_transaction_postgres_aborts_for_a_concurrent_one_is_a_conflict_to_retry_not_a_500(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    // A deadlock PostgreSQL broke, and a serialization failure: what a racing command can
+    // meet, raised here with their own error codes.
+    for code in ["40P01", "40001"] {
+        let error = sqlx::query(&format!(
+            "DO $$ BEGIN RAISE EXCEPTION 'aborted' USING ERRCODE = '{code}'; END $$"
+        ))
+        .execute(&pool)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("{code} was not raised"))?;
+        let problem = api::error::ApiError::Store(commands::StoreError::Database(error)).problem();
+        assert_eq!(
+            (problem.status, problem.code),
+            (409, "concurrency_conflict"),
+            "{code}"
+        );
+    }
     Ok(())
 }
