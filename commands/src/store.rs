@@ -709,11 +709,11 @@ impl EventStore {
     }
 
     /// The stream's current version; 0 when it does not exist.
-    /// [`stream_version`](Self::stream_version) on the caller's connection, for a decision
+    /// [`stream_version`](Self::stream_version) on the given connection, for a decision
     /// inside a transaction holding the lock that keeps the stream still.
-    pub async fn stream_version_in(
+    pub async fn stream_version_in<'e>(
         &self,
-        conn: &mut PgConnection,
+        conn: impl PgExecutor<'e>,
         stream_id: Uuid,
     ) -> Result<u64, StoreError> {
         let v: Option<i64> =
@@ -725,12 +725,7 @@ impl EventStore {
     }
 
     pub async fn stream_version(&self, stream_id: Uuid) -> Result<u64, StoreError> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM events WHERE stream_id = $1")
-                .bind(stream_id)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(v.map(to_u64).unwrap_or(0))
+        self.stream_version_in(&self.pool, stream_id).await
     }
 
     /// One stream's events after `after_version`, in stream order. `StreamNotFound` when the
@@ -794,12 +789,10 @@ impl EventStore {
         conn: &mut PgConnection,
         stream_id: Uuid,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
-        ))
-        .bind(stream_id)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows: Vec<EventRow> = sqlx::query_as(&Self::stream_events_subquery("$1"))
+            .bind(stream_id)
+            .fetch_all(&mut *conn)
+            .await?;
         rows.into_iter().map(|row| self.decode(row)).collect()
     }
 

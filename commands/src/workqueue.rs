@@ -448,17 +448,6 @@ impl WorkQueues {
         metadata: &Metadata,
     ) -> Result<TaskWritten, WorkQueueError> {
         let (mut tx, config, last_assigned) = self.begin_creation(&new).await?;
-        let unfinished = match config.as_ref().and_then(|c| c.capacity.total) {
-            Some(_) => count(
-                sqlx::query_scalar(
-                    "SELECT count(*) FROM wq_tasks WHERE queue_id = $1 AND status IN ('open', 'claimed')",
-                )
-                .bind(new.queue_id)
-                .fetch_one(&mut *tx)
-                .await?,
-            ),
-            None => 0,
-        };
         let recorded = self.store.read_stream_in(&mut tx, new.task_id).await?;
         let (task_version, existing) = fold::<Task>(&recorded)?;
         if task_version > 0 {
@@ -483,6 +472,19 @@ impl WorkQueues {
             }
             return Err(TaskError::AlreadyExists.into());
         }
+        // Counted under the queue's row lock, which every creation in a queue with a total
+        // holds exclusively.
+        let unfinished = match config.as_ref().and_then(|c| c.capacity.total) {
+            Some(_) => count(
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM wq_tasks WHERE queue_id = $1 AND status IN ('open', 'claimed')",
+                )
+                .bind(new.queue_id)
+                .fetch_one(&mut *tx)
+                .await?,
+            ),
+            None => 0,
+        };
         let now = self.clock.now();
         let case = match new.case_id {
             Some(case_id) => {
@@ -610,7 +612,7 @@ impl WorkQueues {
             // A reconfiguration writes the row, so under its lock the stream holds still as far
             // as the configuration goes; a grant in between also moves the version, and costs
             // one more round.
-            if self.store.stream_version_in(&mut tx, new.queue_id).await? == queue_version {
+            if self.store.stream_version_in(&mut *tx, new.queue_id).await? == queue_version {
                 return Ok((tx, Some(config), last_assigned.flatten()));
             }
         }
@@ -938,11 +940,9 @@ impl WorkQueues {
         metadata: &Metadata,
     ) -> Result<TaskWritten, WorkQueueError> {
         let mut tx = self.store.pool().begin().await?;
-        let Some((_, row_version)) = lock_task(&mut tx, task_id).await? else {
+        let Some((_, version, task)) = self.locked_task(&mut tx, task_id).await? else {
             return Err(TaskError::NotFound.into());
         };
-        let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
-        check_row_version(task_id, row_version, version)?;
         lock_key(&mut tx, "case", &case_id.to_string()).await?;
         let (case_version, case) = self.load_in::<Case>(&mut tx, case_id).await?;
         let lookup = CaseLookup {
@@ -990,17 +990,15 @@ impl WorkQueues {
         request: TaskRequest<'_>,
     ) -> Result<TaskWritten, WorkQueueError> {
         let mut tx = self.store.pool().begin().await?;
-        let Some((queue_id, row_version)) = lock_task(&mut tx, task_id).await? else {
+        let Some((queue_id, version, task)) = self.locked_task(&mut tx, task_id).await? else {
             return Err(TaskError::NotFound.into());
         };
-        if let Some(expected) = expected.filter(|e| *e != row_version) {
+        if let Some(expected) = expected.filter(|e| *e != version) {
             return Err(WorkQueueError::StaleVersion {
                 expected,
-                actual: row_version,
+                actual: version,
             });
         }
-        let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
-        check_row_version(task_id, row_version, version)?;
         let now = self.clock.now();
         let command = request.into_command(&mut tx, queue_id, &task, now).await?;
         let events = task.decide(&command, now)?;
@@ -1093,13 +1091,13 @@ impl WorkQueues {
         metadata: &Metadata,
     ) -> Result<(u64, (u64, EscalationPolicy)), WorkQueueError> {
         let mut tx = self.store.pool().begin().await?;
-        let Some((_, row_version)) = lock_task(&mut tx, task_id).await? else {
+        let Some((_, version, task)) = self.locked_task(&mut tx, task_id).await? else {
             return Ok((0, known));
         };
         // A reconfiguration reschedules the queue's tasks under their row locks, so once this
         // row is held, a policy newer than the one known is already in the stream: use it, or
         // this would schedule the next look by the old policy after the reschedule.
-        let current = match self.store.stream_version_in(&mut tx, queue_id).await? {
+        let current = match self.store.stream_version_in(&mut *tx, queue_id).await? {
             v if v == known.0 => known,
             _ => {
                 let (v, queue) = self.load_in::<Queue>(&mut tx, queue_id).await?;
@@ -1107,8 +1105,6 @@ impl WorkQueues {
             }
         };
         let policy = current.1;
-        let (version, task) = self.load_in::<Task>(&mut tx, task_id).await?;
-        check_row_version(task_id, row_version, version)?;
         let events = task.decide(&TaskCommand::Escalate { policy }, now)?;
         let task = events.iter().fold(task, |t, e| t.evolve(e));
         let written = events.len() as u64;
@@ -1268,6 +1264,21 @@ impl WorkQueues {
     ) -> Result<(u64, A), WorkQueueError> {
         let recorded = self.store.read_stream_in(conn, stream_id).await?;
         fold(&recorded)
+    }
+
+    /// Locks a task's row and reads its stream under that lock: its queue, version and state,
+    /// or `None` for no task.
+    async fn locked_task(
+        &self,
+        conn: &mut PgConnection,
+        task_id: Uuid,
+    ) -> Result<Option<(Uuid, u64, Task)>, WorkQueueError> {
+        let Some((queue_id, row_version)) = lock_task(conn, task_id).await? else {
+            return Ok(None);
+        };
+        let (version, task) = self.load_in::<Task>(conn, task_id).await?;
+        check_row_version(task_id, row_version, version)?;
+        Ok(Some((queue_id, version, task)))
     }
 
     /// Appends `events` at `version` on the transaction; returns the new version and cursor.
@@ -1449,8 +1460,6 @@ async fn lock_task(
     Ok(row.map(|(q, v)| (q, to_u64(v))))
 }
 
-/// The row and the stream must agree; they are written together, so a difference means
-/// something wrote the stream around this module.
 /// An aggregate's version and state from its recorded events (a stream of another type folds to
 /// the empty state, which refuses whatever it is asked).
 fn fold<A: Aggregate>(recorded: &[RecordedEvent]) -> Result<(u64, A), WorkQueueError> {
@@ -1468,6 +1477,8 @@ fn fold<A: Aggregate>(recorded: &[RecordedEvent]) -> Result<(u64, A), WorkQueueE
     Ok((version, state))
 }
 
+/// The row and the stream must agree; they are written together, so a difference means
+/// something wrote the stream around this module.
 fn check_row_version(task_id: Uuid, row: u64, stream: u64) -> Result<(), WorkQueueError> {
     if row == stream {
         return Ok(());

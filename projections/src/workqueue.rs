@@ -577,14 +577,14 @@ async fn add_routing(
     Ok(())
 }
 
-/// Runs `sql` (an `UPDATE tasks ... WHERE task_id = $1 RETURNING case_id, queue_id`) with the
-/// task id bound first and `bind` adding the rest; the task's case and queue, if it exists.
 /// A task now held by someone (claimed, assigned or reassigned): $2 the holder, $3 when, $4
 /// the stream version. The first hold stays as `first_claimed_at`, for the time to claim.
 const HOLD_TASK_SQL: &str = "UPDATE tasks SET status = 'claimed', claimant = $2, claimed_at = $3, \
        first_claimed_at = coalesce(first_claimed_at, $3), updated_at = $3, version = $4 \
      WHERE task_id = $1 RETURNING case_id, queue_id";
 
+/// Runs `$sql` (an `UPDATE tasks ... WHERE task_id = $1 RETURNING case_id, queue_id`) with the
+/// task id bound first and the `$arg`s after it; the task's case and queue, if it exists.
 macro_rules! update_task {
     ($conn:expr, $e:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         sqlx::query_as::<_, (Option<Uuid>, Uuid)>($sql)
@@ -1186,21 +1186,15 @@ pub async fn queue_view(
     let Some(queue) = queue(pool, queue_id).await? else {
         return Ok(None);
     };
-    let (open, claimed, completed, cancelled, escalated): (i64, i64, i64, i64, i64) =
-        sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'open'), \
-               count(*) FILTER (WHERE status = 'claimed'), \
-               count(*) FILTER (WHERE status = 'completed'), \
-               count(*) FILTER (WHERE status = 'cancelled'), \
-               count(*) FILTER (WHERE status IN ('open', 'claimed') AND escalation_level > 0) \
-             FROM read_models.tasks WHERE queue_id = $1",
-        )
-        .bind(queue_id)
-        .fetch_one(pool)
-        .await?;
-    let members: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT username) FROM read_models.queue_grants \
-         WHERE queue_id = $1 AND valid_from <= $2 AND (valid_until IS NULL OR $2 < valid_until)",
+    // Open and claimed are counted by the queue's row already.
+    let (open, claimed) = (queue.open_tasks, queue.claimed_tasks);
+    let (completed, cancelled, escalated, members): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'completed'), \
+           count(*) FILTER (WHERE status = 'cancelled'), \
+           count(*) FILTER (WHERE status IN ('open', 'claimed') AND escalation_level > 0), \
+           (SELECT count(DISTINCT username) FROM read_models.queue_grants \
+             WHERE queue_id = $1 AND valid_from <= $2 AND (valid_until IS NULL OR $2 < valid_until)) \
+         FROM read_models.tasks WHERE queue_id = $1",
     )
     .bind(queue_id)
     .bind(now)
@@ -1481,17 +1475,19 @@ pub struct CaseRow {
     pub version: i64,
 }
 
+/// A [`CaseRow`]'s columns, the case's queue named; `c` is the case.
+const CASE_SELECT: &str =
+    "SELECT c.case_id, c.number, c.subject, c.allegations, c.status, c.queue_id, \
+    q.name AS queue_name, c.assignee, c.opened_at, c.closed_at, c.resolution, c.task_count, \
+    c.updated_at, c.version \
+    FROM read_models.cases c LEFT JOIN read_models.queues q ON q.queue_id = c.queue_id";
+
 /// One case.
 pub async fn case(pool: &PgPool, case_id: Uuid) -> Result<Option<CaseRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT c.case_id, c.number, c.subject, c.allegations, c.status, c.queue_id, q.name AS queue_name, \
-           c.assignee, c.opened_at, c.closed_at, c.resolution, c.task_count, c.updated_at, c.version \
-         FROM read_models.cases c LEFT JOIN read_models.queues q ON q.queue_id = c.queue_id \
-         WHERE c.case_id = $1",
-    )
-    .bind(case_id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(&format!("{CASE_SELECT} WHERE c.case_id = $1"))
+        .bind(case_id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// The tasks of a case, oldest first.
@@ -1567,10 +1563,7 @@ pub async fn cases(
         "($1::text IS NULL OR c.status = $1) AND ($2::uuid IS NULL OR c.queue_id = $2) \
          AND ($3::text IS NULL OR c.assignee = $3)";
     let rows = sqlx::query_as(&format!(
-        "SELECT c.case_id, c.number, c.subject, c.allegations, c.status, c.queue_id, q.name AS queue_name, \
-           c.assignee, c.opened_at, c.closed_at, c.resolution, c.task_count, c.updated_at, c.version \
-         FROM read_models.cases c LEFT JOIN read_models.queues q ON q.queue_id = c.queue_id \
-         WHERE {MATCHES} ORDER BY c.opened_at DESC, c.case_id LIMIT $4 OFFSET $5"
+        "{CASE_SELECT} WHERE {MATCHES} ORDER BY c.opened_at DESC, c.case_id LIMIT $4 OFFSET $5"
     ))
     .bind(filter.status.as_deref())
     .bind(filter.queue_id)
