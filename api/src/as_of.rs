@@ -3,8 +3,8 @@
 //! `as_of_version`; without either, the current state.
 
 use chrono::{DateTime, Utc};
-use commands::{codec, EventStore, StoreError};
 use domain::Aggregate;
+use eventstore::{codec, EventStore, StoreError};
 use uuid::Uuid;
 
 use crate::error::ApiError;

@@ -18,9 +18,10 @@ use argon2::Argon2;
 use axum::http::{header, HeaderMap};
 use blake2::{Blake2b512, Digest};
 use chrono::{DateTime, Utc};
-use commands::{codec, Clock, CommandHandler, EventStore, ExpectedVersion, HandleError, Metadata};
+use commands::{Clock, CommandHandler, HandleError};
 use domain::user::{Account, Role, User, UserCommand, UserError, UserEvent, Username};
 use domain::Aggregate;
+use eventstore::{codec, EventStore, ExpectedVersion, Metadata};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use uuid::Uuid;
@@ -180,7 +181,7 @@ impl Auth {
             .await
         {
             // Another registration of this name got there first.
-            Err(ApiError::Store(commands::StoreError::WrongExpectedVersion { .. })) => {
+            Err(ApiError::Store(eventstore::StoreError::WrongExpectedVersion { .. })) => {
                 return Err(ApiError::User(UserError::AlreadyExists))
             }
             other => other?,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use commands::Cursor;
+use eventstore::Cursor;
 use projections::wait::{self, WaitError};
 
 use crate::error::ApiError;

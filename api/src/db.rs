@@ -115,7 +115,7 @@ impl Database {
     pub async fn prepare(&self, max_connections: u32) -> Result<PgPool, DbError> {
         self.create_if_missing().await?;
         let pool = self.connect(max_connections).await?;
-        commands::MIGRATOR.run(&pool).await?;
+        eventstore::MIGRATOR.run(&pool).await?;
         Ok(pool)
     }
 

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use commands::credentialing::CredentialingError;
-use commands::Metadata;
 use domain::credential::{CredentialError, CredentialKind};
 use domain::jurisdiction::{self, Jurisdiction};
 use domain::physician::{Npi, PhysicianDetails, PhysicianError};
 use domain::renewal::RenewalCommand;
+use eventstore::Metadata;
 use projections::credentialing::{self as model, RenewalQuery};
 
 use crate::rng::Rng;

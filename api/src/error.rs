@@ -11,13 +11,13 @@ use commands::credentialing::CredentialingError;
 use commands::jobs::JobError;
 use commands::practices::PracticeServiceError;
 use commands::workqueue::WorkQueueError;
-use commands::StoreError;
 use domain::allocation::AllocationError;
 use domain::credential::CredentialError;
 use domain::physician::PhysicianError;
 use domain::renewal::RenewalError;
 use domain::staff::StaffError;
 use domain::work_allocation::WorkAllocationError;
+use eventstore::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -56,12 +56,12 @@ pub enum ApiError {
     #[error("{projection} has not yet reached cursor {cursor}; retry shortly")]
     ReadModelBehind {
         projection: String,
-        cursor: commands::Cursor,
+        cursor: eventstore::Cursor,
     },
     #[error("cursor {cursor} is beyond the end of the log ({head})")]
     FutureCursor {
-        cursor: commands::Cursor,
-        head: commands::Cursor,
+        cursor: eventstore::Cursor,
+        head: eventstore::Cursor,
     },
     #[error(transparent)]
     Store(#[from] StoreError),

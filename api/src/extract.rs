@@ -82,7 +82,7 @@ impl<E> From<commands::CommandOutcome<E>> for CommandDone {
 }
 
 impl CommandDone {
-    pub fn new(id: uuid::Uuid, version: u64, cursor: Option<commands::Cursor>) -> Self {
+    pub fn new(id: uuid::Uuid, version: u64, cursor: Option<eventstore::Cursor>) -> Self {
         Self {
             id,
             version,

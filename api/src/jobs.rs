@@ -21,13 +21,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use commands::credentialing::{Credentialing, CredentialingError};
 use commands::jobs::{Job, JobFailure, JobFuture};
-use commands::{CommandHandler, HandleError, Metadata};
+use commands::{CommandHandler, HandleError};
 use domain::credential::{CredentialError, CredentialKind};
 use domain::notification::{
     self, Notification, NotificationCommand, NotificationContent, NotificationError,
     NotificationEvent, TRIGGER_POINTS,
 };
 use domain::renewal::{Origin, RenewalCommand, RenewalError};
+use eventstore::Metadata;
 use futures_util::StreamExt;
 use serde::Serialize;
 use sqlx::PgPool;

@@ -34,7 +34,7 @@ pub mod routes;
 use std::time::Duration;
 
 use axum::Router;
-use commands::EventStore;
+use eventstore::EventStore;
 use projections::{ProjectionStatus, Projector};
 
 /// Events per transaction when rebuilding or verifying a read model: bigger than a live page,

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use caseledger::db::{Database, DEFAULT_DATABASE_URL};
 use caseledger::{bench, AppState};
-use commands::EventStore;
+use eventstore::EventStore;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -230,7 +230,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 #[tokio::test]
 async fn when_the_server_running_a_projection_dies_the_other_takes_over() -> anyhow::Result<()> {
-    use commands::{EventStore, ExpectedVersion, Metadata, NewEvent};
+    use eventstore::{EventStore, ExpectedVersion, Metadata, NewEvent};
 
     let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
     let url = url_for(&name)?;

@@ -26,12 +26,12 @@ use domain::Aggregate;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::codec::{self, CodecError};
-use crate::cursor::Cursor;
-use crate::error::StoreError;
-use crate::event::Metadata;
 use crate::handler::{service_error_from_handle_error, CommandHandler, CommandOutcome};
-use crate::store::{EventStore, ExpectedVersion, StreamAppend};
+use eventstore::codec::{self, CodecError};
+use eventstore::cursor::Cursor;
+use eventstore::error::StoreError;
+use eventstore::event::Metadata;
+use eventstore::store::{EventStore, ExpectedVersion, StreamAppend};
 
 /// Why a credentialing command did not happen.
 #[derive(Debug, thiserror::Error)]

@@ -18,11 +18,11 @@ use domain::Aggregate;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::codec::{self, CodecError};
-use crate::cursor::Cursor;
-use crate::error::StoreError;
-use crate::event::Metadata;
-use crate::store::{Appended, EventStore, ExpectedVersion};
+use eventstore::codec::{self, CodecError};
+use eventstore::cursor::Cursor;
+use eventstore::error::StoreError;
+use eventstore::event::Metadata;
+use eventstore::store::{Appended, EventStore, ExpectedVersion};
 
 /// What a command did.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +61,7 @@ macro_rules! service_error_from_handle_error {
     ($service:ident, $error:ty, $not_found:expr) => {
         impl From<$crate::handler::HandleError<$error>> for $service {
             fn from(e: $crate::handler::HandleError<$error>) -> Self {
-                use $crate::error::StoreError;
+                use eventstore::error::StoreError;
                 use $crate::handler::HandleError;
                 match e {
                     HandleError::Rejected(r) => r.into(),

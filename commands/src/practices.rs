@@ -19,14 +19,14 @@ use domain::Aggregate;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::codec::{self, CodecError};
-use crate::cursor::Cursor;
-use crate::error::StoreError;
-use crate::event::{Metadata, NewEvent};
 use crate::handler::{
     service_error_from_handle_error, CommandHandler, CommandOutcome, HandleError,
 };
-use crate::store::{EventStore, ExpectedVersion, StreamAppend};
+use eventstore::codec::{self, CodecError};
+use eventstore::cursor::Cursor;
+use eventstore::error::StoreError;
+use eventstore::event::{Metadata, NewEvent};
+use eventstore::store::{EventStore, ExpectedVersion, StreamAppend};
 
 /// Why a practice command did not happen.
 #[derive(Debug, thiserror::Error)]

@@ -52,14 +52,14 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::codec::{self, CodecError};
-use crate::cursor::Cursor;
-use crate::error::StoreError;
-use crate::event::{Metadata, RecordedEvent};
 use crate::handler::{
     service_error_from_handle_error, CommandHandler, CommandOutcome, HandleError,
 };
-use crate::store::{to_u64, EventStore, ExpectedVersion};
+use eventstore::codec::{self, CodecError};
+use eventstore::cursor::Cursor;
+use eventstore::error::StoreError;
+use eventstore::event::{Metadata, RecordedEvent};
+use eventstore::store::{to_u64, EventStore, ExpectedVersion};
 
 /// How often a task creation starts over when its queue is reconfigured under it.
 const MAX_CREATION_ATTEMPTS: u32 = 3;

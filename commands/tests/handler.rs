@@ -5,10 +5,8 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use commands::{
-    CommandHandler, EventStore, ExpectedVersion, HandleError, ManualClock, Metadata, StoreError,
-    SystemClock,
-};
+use commands::{CommandHandler, HandleError, ManualClock, SystemClock};
+use eventstore::{EventStore, ExpectedVersion, Metadata, StoreError};
 use sqlx::PgPool;
 use support::*;
 use uuid::Uuid;
@@ -40,7 +38,7 @@ async fn stream_len(pool: &PgPool, id: Uuid) -> anyhow::Result<i64> {
     )
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_command_appends_its_events_and_returns_the_cursor_of_the_last(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -60,7 +58,7 @@ async fn a_command_appends_its_events_and_returns_the_cursor_of_the_last(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_aggregate_decides_with_the_injected_clock(pool: PgPool) -> anyhow::Result<()> {
     let at = Utc
         .with_ymd_and_hms(2030, 1, 2, 3, 4, 5)
@@ -80,7 +78,7 @@ async fn the_aggregate_decides_with_the_injected_clock(pool: PgPool) -> anyhow::
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_refused_command_names_why_and_appends_nothing(pool: PgPool) -> anyhow::Result<()> {
     let h = handler(&pool);
     let id = Uuid::new_v4();
@@ -99,7 +97,7 @@ async fn a_refused_command_names_why_and_appends_nothing(pool: PgPool) -> anyhow
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn resending_a_command_id_returns_the_first_result_and_appends_nothing(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -120,7 +118,7 @@ async fn resending_a_command_id_returns_the_first_result_and_appends_nothing(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_command_that_decides_nothing_is_still_remembered_under_its_id(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -162,7 +160,7 @@ async fn a_command_that_decides_nothing_is_still_remembered_under_its_id(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_command_id_reused_for_a_different_command_is_refused(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -195,7 +193,7 @@ async fn a_command_id_reused_for_a_different_command_is_refused(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn one_command_id_sent_twice_at_once_from_two_processes_appends_once(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -221,7 +219,7 @@ async fn one_command_id_sent_twice_at_once_from_two_processes_appends_once(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn two_processes_racing_to_take_a_ticket_leave_exactly_one_holder(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -247,7 +245,7 @@ async fn two_processes_racing_to_take_a_ticket_leave_exactly_one_holder(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_cached_state_catches_up_with_writes_from_another_process(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -264,7 +262,7 @@ async fn a_cached_state_catches_up_with_writes_from_another_process(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_stream_of_another_type_is_not_loaded_as_this_aggregate(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -290,7 +288,7 @@ async fn a_stream_of_another_type_is_not_loaded_as_this_aggregate(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_state_as_of_a_version_is_rebuilt_from_the_events_up_to_it(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -308,7 +306,7 @@ async fn the_state_as_of_a_version_is_rebuilt_from_the_events_up_to_it(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn two_processes_hammering_one_stream_lose_no_command(pool: PgPool) -> anyhow::Result<()> {
     const PER_WRITER: usize = 25;
     let handlers = [Arc::new(handler(&pool)), Arc::new(handler(&pool))];

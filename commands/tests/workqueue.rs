@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use commands::workqueue::{NewTask, NothingToClaim, Reassignment, WorkQueueError, WorkQueues};
-use commands::{Cursor, EventStore, ManualClock, Metadata, RecordedEvent};
+use commands::ManualClock;
 use domain::user::Username;
 use domain::workqueue::distribution::AssignmentReason;
 use domain::workqueue::queue::{
@@ -17,6 +17,7 @@ use domain::workqueue::queue::{
 use domain::workqueue::task::{Task, TaskEvent};
 use domain::workqueue::{GroupLabel, Priority};
 use domain::Aggregate;
+use eventstore::{Cursor, EventStore, Metadata, RecordedEvent};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -126,7 +127,7 @@ async fn task(
 }
 
 /// Every event of the log up to its head now, in read order. Reads stop below the oldest
-/// transaction still running anywhere in the cluster (see `commands::cursor`), so this waits
+/// transaction still running anywhere in the cluster (see `eventstore::cursor`), so this waits
 /// for that horizon to pass the head rather than stopping short.
 async fn whole_log(store: &EventStore) -> anyhow::Result<Vec<RecordedEvent>> {
     let head = store.head().await?;
@@ -153,11 +154,11 @@ async fn whole_log(store: &EventStore) -> anyhow::Result<Vec<RecordedEvent>> {
 fn task_events(log: &[RecordedEvent]) -> anyhow::Result<Vec<(Uuid, TaskEvent)>> {
     log.iter()
         .filter(|e| e.stream_type == Task::STREAM_TYPE)
-        .map(|e| Ok((e.stream_id, commands::codec::decode::<Task>(e)?)))
+        .map(|e| Ok((e.stream_id, eventstore::codec::decode::<Task>(e)?)))
         .collect()
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn thirty_two_claimers_claim_each_of_a_thousand_tasks_exactly_once_within_their_grants(
     _: PgPoolOptions,
     connect_options: PgConnectOptions,
@@ -372,7 +373,7 @@ fn clock_now(clock: &ManualClock) -> DateTime<Utc> {
     commands::Clock::now(clock)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn overdue_tasks_escalate_once_per_level_even_with_two_servers_checking(
     _: PgPoolOptions,
     connect_options: PgConnectOptions,
@@ -472,7 +473,7 @@ async fn overdue_tasks_escalate_once_per_level_even_with_two_servers_checking(
     // The claimed task stays with its claimant while escalating.
     let mut state = Task::default();
     for e in &store.read_stream(ids[0], 0).await? {
-        state = state.evolve(&commands::codec::decode::<Task>(e)?);
+        state = state.evolve(&eventstore::codec::decode::<Task>(e)?);
     }
     assert_eq!(state.claimant.as_deref(), Some("alice"));
     assert_eq!(claimed.version + 3, store.stream_version(ids[0]).await?);
@@ -522,7 +523,7 @@ async fn team_queue(
     Ok(q)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn each_push_strategy_assigns_as_specified_on_a_fixed_team(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -620,7 +621,7 @@ async fn loads(
     Ok((kept, counted))
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_load_kept_for_claim_next_follows_every_claim_release_hand_off_and_escalation(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -694,7 +695,7 @@ async fn the_load_kept_for_claim_next_follows_every_claim_release_hand_off_and_e
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn raising_a_queues_last_escalation_level_lets_tasks_held_at_the_old_last_level_escalate(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -758,7 +759,7 @@ async fn raising_a_queues_last_escalation_level_lets_tasks_held_at_the_old_last_
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn two_users_swapping_tasks_at_the_same_moment_never_deadlock_on_their_loads(
     _: PgPoolOptions,
     connect_options: PgConnectOptions,

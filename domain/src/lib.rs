@@ -22,8 +22,10 @@
 //!   again), and replaying a recorded decision with other weights.
 //! - [`workqueue`]: departments, queues with their role grants, tasks (claim, hand-off,
 //!   completion, SLA escalation), push distribution strategies, and cases with their routing.
-//! - The event store and command handler that drive these functions live in the `commands` crate;
-//!   the read models built from the resulting events live in `projections`.
+//! - [`refusal`]: [`refusal::Refusal`], how every error declares its kind and stable code beside
+//!   its definition.
+//! - The event store that keeps these events is the `eventstore` crate, the services that drive
+//!   these functions live in `commands`, and the read models built from the events in `projections`.
 //!
 //! Events are serde enums, adjacently tagged (`#[serde(tag = "type", content = "data")]`) with
 //! struct variants: the tag becomes the stored event type and the content the stored JSON object.
@@ -35,6 +37,7 @@ pub mod jurisdiction;
 pub mod notification;
 pub mod physician;
 pub mod practice;
+pub mod refusal;
 pub mod renewal;
 pub mod staff;
 pub mod user;

@@ -3,7 +3,7 @@
 //! double-applied event shows up in its counts.
 
 use chrono::{DateTime, Utc};
-use commands::RecordedEvent;
+use eventstore::RecordedEvent;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};

@@ -9,7 +9,7 @@
 //! - [`REBUILD_LOCK`], held by a running rebuild, so that two rebuilds of one projection refuse.
 
 use chrono::{DateTime, Utc};
-use commands::Cursor;
+use eventstore::Cursor;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 

@@ -9,12 +9,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use commands::RecordedEvent;
 use domain::credential::{Credential, CredentialEvent, CredentialKind};
 use domain::jurisdiction::Jurisdiction;
 use domain::physician::{Physician, PhysicianEvent};
 use domain::renewal::{ChecklistItem, Origin, Renewal, RenewalEvent, RenewalStatus};
 use domain::Aggregate;
+use eventstore::RecordedEvent;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};

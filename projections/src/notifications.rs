@@ -7,8 +7,8 @@
 //! back, so a rebuild still equals the live model.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use commands::RecordedEvent;
 use domain::notification::{Notification, NotificationEvent};
+use eventstore::RecordedEvent;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};

@@ -4,8 +4,8 @@
 //! credentialing read model, joined at query time.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use commands::RecordedEvent;
 use domain::practice::{Practice, PracticeEvent};
+use eventstore::RecordedEvent;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};

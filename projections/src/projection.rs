@@ -1,7 +1,7 @@
 //! What a projection is: a name, the events it wants, the tables it owns, and how a page of
 //! events changes them.
 
-use commands::RecordedEvent;
+use eventstore::RecordedEvent;
 use futures_util::future::BoxFuture;
 use sqlx::PgConnection;
 
@@ -31,7 +31,7 @@ impl ApplyError {
 
 /// `e` as an event of aggregate `A`; one that does not decode is an [`ApplyError`] naming it.
 pub fn decode<A: domain::Aggregate>(e: &RecordedEvent) -> Result<A::Event, ApplyError> {
-    commands::codec::decode::<A>(e).map_err(|reason| ApplyError::at(e, reason))
+    eventstore::codec::decode::<A>(e).map_err(|reason| ApplyError::at(e, reason))
 }
 
 /// `%term%` for `LIKE ... ESCAPE '\'`: the term's own wildcards match literally, and NUL

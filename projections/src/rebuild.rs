@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use commands::{Cursor, EventStore, RecordedEvent};
+use eventstore::{Cursor, EventStore, RecordedEvent};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
@@ -26,7 +26,7 @@ pub enum RebuildError {
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
-    Store(#[from] commands::StoreError),
+    Store(#[from] eventstore::StoreError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use commands::{Cursor, EventStore, FollowOptions, RecordedEvent};
+use eventstore::{Cursor, EventStore, FollowOptions, RecordedEvent};
 use futures_util::StreamExt;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -47,7 +47,7 @@ impl Default for RuntimeConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Store(#[from] commands::StoreError),
+    Store(#[from] eventstore::StoreError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("{error}")]

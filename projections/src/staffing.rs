@@ -15,11 +15,11 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use commands::RecordedEvent;
 use domain::allocation::Candidate;
 use domain::staff::{GeoPoint, StaffEvent, StaffMember, StaffPreferences, TimeSlot};
 use domain::work_allocation::{WorkAllocation, WorkAllocationEvent};
 use domain::Aggregate;
+use eventstore::RecordedEvent;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use commands::{Cursor, EventStore};
+use eventstore::{Cursor, EventStore};
 
 use crate::checkpoint;
 
@@ -18,7 +18,7 @@ pub enum WaitError {
         waited: Duration,
     },
     #[error(transparent)]
-    Store(#[from] commands::StoreError),
+    Store(#[from] eventstore::StoreError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
 }

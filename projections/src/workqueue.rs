@@ -14,13 +14,13 @@
 //! moment they are linked), one row each, numbered in log order per case.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use commands::RecordedEvent;
 use domain::workqueue::case::{Case, CaseEvent};
 use domain::workqueue::department::{Department, DepartmentEvent};
 use domain::workqueue::queue::{Queue, QueueConfig, QueueEvent};
 use domain::workqueue::task::{Task, TaskEvent, TaskStatus};
 use domain::workqueue::{GroupLabel, Priority};
 use domain::Aggregate;
+use eventstore::RecordedEvent;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};

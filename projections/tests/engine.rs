@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use commands::{Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent};
+use eventstore::{Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent};
 use futures_util::future::BoxFuture;
 use projections::catalogue::StreamCatalogue;
 use projections::checkpoint::{self, State};
@@ -143,7 +143,7 @@ fn stalling(block_on: usize) -> (Arc<Stalling>, Arc<Notify>) {
     (p, stalled)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_runner_killed_mid_page_resumes_without_applying_an_event_twice(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -168,7 +168,7 @@ async fn a_runner_killed_mid_page_resumes_without_applying_an_event_twice(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_standby_takes_over_when_the_leading_process_dies(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool.clone());
     let streams: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
@@ -197,7 +197,7 @@ async fn a_standby_takes_over_when_the_leading_process_dies(pool: PgPool) -> any
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_rebuild_under_live_appends_swaps_in_a_model_that_misses_nothing(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -240,7 +240,7 @@ async fn a_rebuild_under_live_appends_swaps_in_a_model_that_misses_nothing(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_second_rebuild_of_the_same_projection_is_refused(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool.clone());
     let mut holder = pool.acquire().await?;
@@ -303,7 +303,7 @@ impl Projection for Fragile {
     }
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_failing_projection_stops_alone_and_resumes_where_it_stopped_once_fixed(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -385,7 +385,7 @@ async fn a_failing_projection_stops_alone_and_resumes_where_it_stopped_once_fixe
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn analysts_read_the_read_models_and_nothing_else(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool.clone());
     let head = append_spread(&store, &[Uuid::new_v4()], 3).await?;
@@ -414,7 +414,7 @@ async fn analysts_read_the_read_models_and_nothing_else(pool: PgPool) -> anyhow:
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn every_read_model_table_and_column_is_documented(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool.clone());
     let head = append_spread(&store, &[Uuid::new_v4()], 1).await?;

@@ -9,8 +9,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use api::AppState;
-use commands::{Clock, EventStore};
+use commands::Clock;
 use domain::user::Role;
+use eventstore::EventStore;
 use sqlx::PgPool;
 
 /// The password every test user gets.

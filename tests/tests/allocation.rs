@@ -15,9 +15,9 @@
 //! Doubling the skill weight to 60 puts the fully skilled first: Ada 103, Cal 95, Ben 90, Dee 60.
 
 use caseledger_tests::{spawn_app, TestApp};
-use commands::Cursor;
 use domain::staff::EARTH_RADIUS_KM;
 use domain::user::Role;
+use eventstore::Cursor;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -187,7 +187,7 @@ async fn head(app: &TestApp) -> anyhow::Result<Cursor> {
     Ok(app.store.head().await?)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_fixed_scenario_ranks_as_expected_with_every_factor_explained(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -282,7 +282,7 @@ async fn a_fixed_scenario_ranks_as_expected_with_every_factor_explained(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn changing_one_weight_changes_the_order_as_it_should(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let s = scenario(&app).await?;
@@ -319,7 +319,7 @@ async fn changing_one_weight_changes_the_order_as_it_should(pool: PgPool) -> any
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn negative_or_all_zero_weights_are_refused_naming_the_field_and_nothing_is_appended(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -403,7 +403,7 @@ async fn negative_or_all_zero_weights_are_refused_naming_the_field_and_nothing_i
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn an_allocation_is_recorded_explained_and_replayable_with_other_weights(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -553,7 +553,7 @@ async fn an_allocation_is_recorded_explained_and_replayable_with_other_weights(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn allocating_allocated_work_is_a_conflict_until_it_is_released(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -684,7 +684,7 @@ async fn allocating_allocated_work_is_a_conflict_until_it_is_released(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn unknown_staff_or_work_is_refused_and_bad_profiles_name_the_field(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -820,7 +820,7 @@ async fn unknown_staff_or_work_is_refused_and_bad_profiles_name_the_field(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn staff_profiles_are_listed_updated_and_seen_as_of_a_version(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -952,7 +952,7 @@ async fn staff_profiles_are_listed_updated_and_seen_as_of_a_version(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn before_the_projectors_run_the_read_model_is_empty_not_missing(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -981,7 +981,7 @@ async fn before_the_projectors_run_the_read_model_is_empty_not_missing(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn no_staff_or_allocation_route_answers_a_server_error_to_bad_input(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -1042,7 +1042,7 @@ async fn no_staff_or_allocation_route_answers_a_server_error_to_bad_input(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn racing_allocations_of_one_piece_of_work_allocate_it_once(
     pool: PgPool,
 ) -> anyhow::Result<()> {

@@ -55,7 +55,7 @@ async fn code_of(response: reqwest::Response) -> anyhow::Result<(StatusCode, Str
     Ok((status, body["code"].as_str().unwrap_or_default().to_owned()))
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_session_lasts_24_hours_or_7_days_with_remember_me(pool: PgPool) -> anyhow::Result<()> {
     let (app, clock) = app_with_clock(pool).await?;
     let short = app.token_for("carol", Role::Staff).await?;
@@ -77,7 +77,7 @@ async fn a_session_lasts_24_hours_or_7_days_with_remember_me(pool: PgPool) -> an
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn logout_revokes_the_token_and_me_names_the_caller(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let token = app.token_for("dave", Role::Viewer).await?;
@@ -105,7 +105,7 @@ async fn logout_revokes_the_token_and_me_names_the_caller(pool: PgPool) -> anyho
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn five_failed_logins_lock_the_account_for_15_minutes_and_an_admin_can_unlock(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -188,7 +188,7 @@ async fn five_failed_logins_lock_the_account_for_15_minutes_and_an_admin_can_unl
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn login_attempts_are_rate_limited_per_account(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let mut last = None;
@@ -202,7 +202,7 @@ async fn login_attempts_are_rate_limited_per_account(pool: PgPool) -> anyhow::Re
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn admins_create_users_change_roles_and_deactivate_them(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let create = |body: Value| app.client.post(app.url("/users")).json(&body).send();
@@ -276,7 +276,7 @@ async fn admins_create_users_change_roles_and_deactivate_them(pool: PgPool) -> a
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_password_change_needs_the_current_password_and_the_rules(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -315,7 +315,7 @@ async fn a_password_change_needs_the_current_password_and_the_rules(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn malformed_bodies_are_problem_documents(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let login = || app.anonymous.post(app.url("/auth/login"));
@@ -363,7 +363,7 @@ fn concrete(template: &str) -> String {
         .replace("{item}", "nobody")
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn every_route_allows_exactly_the_roles_in_the_permission_table(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -427,7 +427,7 @@ async fn every_route_allows_exactly_the_roles_in_the_permission_table(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn auditors_see_a_user_as_of_a_version_or_a_time(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let auditor = TestApp::client_with(&app.token_for("ivan", Role::Auditor).await?)?;
@@ -485,7 +485,7 @@ async fn auditors_see_a_user_as_of_a_version_or_a_time(pool: PgPool) -> anyhow::
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn password_hashes_never_enter_the_event_log(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool.clone()).await?;
     let client = TestApp::client_with(&app.token_for("jill", Role::Staff).await?)?;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use caseledger_tests::{spawn_app, spawn_app_with, Options, TestApp};
-use commands::{Cursor, ExpectedVersion, Metadata, NewEvent};
+use eventstore::{Cursor, ExpectedVersion, Metadata, NewEvent};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -42,7 +42,7 @@ async fn get_json(app: &TestApp, path: &str, query: &[(&str, &str)]) -> anyhow::
         .await?)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_log_is_paged_in_read_order_and_filtered(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     // The log already holds the test admin's events; read what comes after them.
@@ -106,7 +106,7 @@ async fn the_log_is_paged_in_read_order_and_filtered(pool: PgPool) -> anyhow::Re
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn one_streams_history_is_served_in_stream_order(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let id = Uuid::new_v4();
@@ -174,7 +174,7 @@ async fn read_sse(
     Ok(out)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_live_feed_resumes_from_last_event_id_without_loss_or_duplication(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -248,7 +248,7 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn exporting_100k_events_streams_without_holding_the_log_in_memory(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -293,7 +293,7 @@ async fn exporting_100k_events_streams_without_holding_the_log_in_memory(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn every_error_is_a_problem_document_with_a_stable_code(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool.clone()).await?;
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![

@@ -1,11 +1,11 @@
 //! `GET /health` and the API's answer to unknown routes, over HTTP.
 
 use caseledger_tests::spawn_app;
-use commands::{ExpectedVersion, Metadata, NewEvent};
+use eventstore::{ExpectedVersion, Metadata, NewEvent};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn health_reports_a_reachable_database_and_the_head_cursor(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -46,7 +46,7 @@ async fn health_reports_a_reachable_database_and_the_head_cursor(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn health_answers_503_problem_json_when_the_database_is_gone(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -63,7 +63,7 @@ async fn health_answers_503_problem_json_when_the_database_is_gone(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn unknown_routes_answer_with_a_problem_document(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let response = app.client.get(app.url("/no/such/route")).send().await?;

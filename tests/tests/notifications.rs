@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 use axum::http::{HeaderMap, StatusCode};
 use caseledger_tests::{spawn_app_with, Options, TestApp};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use commands::{ManualClock, Metadata};
+use commands::ManualClock;
 use domain::credential::CredentialKind;
 use domain::jurisdiction::Jurisdiction;
 use domain::physician::PhysicianDetails;
 use domain::renewal::{Origin, RenewalCommand};
+use eventstore::Metadata;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -85,7 +86,7 @@ async fn rows_for(
     Ok(rows)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn over_a_credentials_last_100_days_exactly_the_five_notifications_are_scheduled_once(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -224,7 +225,7 @@ async fn app_with_receiver(
     .await
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_receiver_that_fails_twice_gets_three_attempts_at_0_4_and_16_hours_and_the_last_delivers(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -278,7 +279,7 @@ async fn a_receiver_that_fails_twice_gets_three_attempts_at_0_4_and_16_hours_and
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_receiver_that_always_fails_leaves_the_notification_failed_for_good_within_72_hours(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -319,7 +320,7 @@ async fn a_receiver_that_always_fails_leaves_the_notification_failed_for_good_wi
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn approving_a_renewal_cancels_the_pending_notifications_for_the_old_expiry(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -393,7 +394,7 @@ fn a_webhook_that_is_not_http_or_has_no_secret_is_refused_at_start_up() -> anyho
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_slow_or_unreachable_receiver_costs_a_failed_attempt_not_a_stalled_dispatcher(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -450,7 +451,7 @@ async fn a_slow_or_unreachable_receiver_costs_a_failed_attempt_not_a_stalled_dis
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn two_dispatchers_at_once_deliver_a_notification_once(pool: PgPool) -> anyhow::Result<()> {
     let (url, seen) = receiver(0).await?;
     let clock = ManualClock::at(start()?);
@@ -475,7 +476,7 @@ async fn two_dispatchers_at_once_deliver_a_notification_once(pool: PgPool) -> an
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn retention_drops_old_notifications_from_the_read_model_by_severity_and_keeps_the_events(
     pool: PgPool,
 ) -> anyhow::Result<()> {

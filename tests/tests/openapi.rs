@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use api::permissions::ROUTES;
 use caseledger_tests::spawn_app;
-use commands::{ExpectedVersion, Metadata, NewEvent};
+use eventstore::{ExpectedVersion, Metadata, NewEvent};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -15,7 +15,7 @@ fn is_asset(path: &str) -> bool {
     path.starts_with("/docs/")
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_openapi_document_describes_exactly_the_routes_in_the_permission_table(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -75,7 +75,7 @@ fn keys(value: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_documented_shapes_match_what_the_server_sends(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let doc: Value = app
@@ -156,7 +156,7 @@ async fn the_documented_shapes_match_what_the_server_sends(pool: PgPool) -> anyh
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_interactive_reference_is_served_without_the_internet(
     pool: PgPool,
 ) -> anyhow::Result<()> {

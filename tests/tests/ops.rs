@@ -6,7 +6,7 @@ use caseledger_tests::{spawn_app, spawn_app_with, Options};
 use serde_json::Value;
 use sqlx::PgPool;
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn ready_once_the_database_is_migrated_and_projections_keep_up(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -53,7 +53,7 @@ async fn ready_once_the_database_is_migrated_and_projections_keep_up(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn metrics_count_requests_by_route_and_status_and_show_projection_lag(
     pool: PgPool,
 ) -> anyhow::Result<()> {

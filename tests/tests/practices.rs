@@ -60,7 +60,7 @@ async fn assign(app: &TestApp, practice: Uuid, ids: &[Uuid]) -> anyhow::Result<V
     Ok(body)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn bulk_assignment_applies_the_valid_physicians_and_reports_each_invalid_one(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -145,7 +145,7 @@ async fn bulk_assignment_applies_the_valid_physicians_and_reports_each_invalid_o
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn concurrent_bulk_assignments_never_put_a_physician_in_two_practices(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -178,7 +178,7 @@ async fn concurrent_bulk_assignments_never_put_a_physician_in_two_practices(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn invalid_practices_are_refused_naming_the_field_and_append_nothing(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -244,7 +244,7 @@ async fn invalid_practices_are_refused_naming_the_field_and_append_nothing(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_compliance_report_lists_physicians_without_a_licence_where_their_practice_operates(
     pool: PgPool,
 ) -> anyhow::Result<()> {

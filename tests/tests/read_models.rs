@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use caseledger_tests::{spawn_app, spawn_app_with, Options};
-use commands::{Cursor, ExpectedVersion, Metadata, NewEvent};
+use eventstore::{Cursor, ExpectedVersion, Metadata, NewEvent};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ async fn append(app: &caseledger_tests::TestApp, stream: Uuid) -> anyhow::Result
     appended.cursor.ok_or_else(|| anyhow::anyhow!("no cursor"))
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_query_carrying_a_writes_cursor_sees_that_write(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     for round in 0..20 {
@@ -53,7 +53,7 @@ async fn a_query_carrying_a_writes_cursor_sees_that_write(pool: PgPool) -> anyho
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_read_model_that_cannot_catch_up_in_time_answers_503_with_retry_after(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -77,7 +77,7 @@ async fn a_read_model_that_cannot_catch_up_in_time_answers_503_with_retry_after(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn malformed_or_future_cursors_and_bad_paging_are_refused(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -116,7 +116,7 @@ async fn malformed_or_future_cursors_and_bad_paging_are_refused(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn streams_are_listed_by_type_in_pages(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let mut last = Cursor::START;
@@ -161,7 +161,7 @@ async fn streams_are_listed_by_type_in_pages(pool: PgPool) -> anyhow::Result<()>
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn operators_see_each_projection_with_its_lag_and_state(pool: PgPool) -> anyhow::Result<()> {
     let app = spawn_app(pool).await?;
     let cursor = append(&app, Uuid::new_v4()).await?;

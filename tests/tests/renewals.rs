@@ -92,7 +92,7 @@ fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_dea_renewal_walks_from_initiation_to_approval_with_an_audit_trail(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -270,7 +270,7 @@ async fn a_dea_renewal_walks_from_initiation_to_approval_with_an_audit_trail(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn eight_concurrent_initiations_for_one_credential_open_exactly_one_renewal(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -315,7 +315,7 @@ async fn eight_concurrent_initiations_for_one_credential_open_exactly_one_renewa
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn resending_an_initiation_with_its_renewal_id_returns_the_same_renewal(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -351,7 +351,7 @@ async fn resending_an_initiation_with_its_renewal_id_returns_the_same_renewal(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn two_concurrent_scans_open_one_renewal_per_due_credential(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -427,7 +427,7 @@ async fn two_concurrent_scans_open_one_renewal_per_due_credential(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn bad_input_is_refused_naming_what_was_wrong_and_appends_nothing(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -549,7 +549,7 @@ async fn bad_input_is_refused_naming_what_was_wrong_and_appends_nothing(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_expiry_job_expires_open_renewals_once_their_credential_has_expired(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -617,7 +617,7 @@ async fn the_expiry_job_expires_open_renewals_once_their_credential_has_expired(
             Uuid::new_v4(),
             domain::renewal::Origin::Manual,
             false,
-            &commands::Metadata::by("test"),
+            &eventstore::Metadata::by("test"),
         )
         .await;
     assert!(
@@ -638,7 +638,7 @@ async fn the_expiry_job_expires_open_renewals_once_their_credential_has_expired(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_scheduler_runs_due_jobs_once_per_slot_and_skips_paused_ones(
     pool: PgPool,
 ) -> anyhow::Result<()> {

@@ -64,7 +64,7 @@ async fn grant(app: &TestApp, queue: &str, body: Value) -> anyhow::Result<(Statu
     .await
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_task_is_claimed_next_delegated_completed_and_reported(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -280,7 +280,7 @@ async fn a_task_is_claimed_next_delegated_completed_and_reported(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn bad_work_queue_input_is_refused_by_name_and_appends_nothing(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -411,7 +411,7 @@ async fn bad_work_queue_input_is_refused_by_name_and_appends_nothing(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_case_passes_through_queues_and_people_and_its_routing_history_says_so(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -549,7 +549,7 @@ async fn a_case_passes_through_queues_and_people_and_its_routing_history_says_so
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_transaction_postgres_aborts_for_a_concurrent_one_is_a_conflict_to_retry_not_a_500(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -563,7 +563,8 @@ async fn a_transaction_postgres_aborts_for_a_concurrent_one_is_a_conflict_to_ret
         .await
         .err()
         .ok_or_else(|| anyhow::anyhow!("{code} was not raised"))?;
-        let problem = api::error::ApiError::Store(commands::StoreError::Database(error)).problem();
+        let problem =
+            api::error::ApiError::Store(eventstore::StoreError::Database(error)).problem();
         assert_eq!(
             (problem.status, problem.code),
             (409, "concurrency_conflict"),

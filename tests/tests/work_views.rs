@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use caseledger_tests::{spawn_app_with, Options, TestApp};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use commands::{codec, Cursor, ExpectedVersion, ManualClock, Metadata};
+use commands::ManualClock;
 use domain::user::{Role, Username};
 use domain::workqueue::case::{Case, CaseEvent};
 use domain::workqueue::department::{Department, DepartmentEvent};
@@ -20,6 +20,7 @@ use domain::workqueue::queue::{
 use domain::workqueue::task::{Task, TaskEvent};
 use domain::workqueue::{GroupLabel, Priority};
 use domain::Aggregate;
+use eventstore::{codec, Cursor, ExpectedVersion, Metadata};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -402,7 +403,7 @@ fn ids(tasks: &Value) -> Vec<String> {
         .collect()
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_queue_view_counts_tasks_measures_load_and_lists_open_tasks_in_claim_order(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -514,7 +515,7 @@ async fn the_queue_view_counts_tasks_measures_load_and_lists_open_tasks_in_claim
     rebuild_equals_live(&app).await
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_dashboard_shows_each_queues_open_claimed_escalated_and_average_age(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -544,7 +545,7 @@ async fn the_dashboard_shows_each_queues_open_claimed_escalated_and_average_age(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_sla_report_counts_compliance_breaches_and_times_over_the_period(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -719,7 +720,7 @@ async fn the_sla_report_counts_compliance_breaches_and_times_over_the_period(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn my_tasks_are_the_callers_by_status_most_urgent_first(pool: PgPool) -> anyhow::Result<()> {
     let app = app_at_hour_ten(pool).await?;
     let s = scenario(&app).await?;
@@ -765,7 +766,7 @@ async fn my_tasks_are_the_callers_by_status_most_urgent_first(pool: PgPool) -> a
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_cases_routing_history_shows_the_queues_and_people_it_passed_through(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -1150,7 +1151,7 @@ async fn a_cases_routing_history_shows_the_queues_and_people_it_passed_through(
     rebuild_equals_live(&app).await
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn unknown_ids_are_404_and_bad_parameters_400_or_422(pool: PgPool) -> anyhow::Result<()> {
     let app = app_at_hour_ten(pool).await?;
     let s = scenario(&app).await?;
@@ -1264,7 +1265,7 @@ async fn unknown_ids_are_404_and_bad_parameters_400_or_422(pool: PgPool) -> anyh
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_task_list_narrows_by_queue_status_claimant_and_case_newest_first(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -1335,7 +1336,7 @@ async fn the_task_list_narrows_by_queue_status_claimant_and_case_newest_first(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_case_list_narrows_by_status_queue_and_assignee_newest_first(
     pool: PgPool,
 ) -> anyhow::Result<()> {

@@ -35,9 +35,9 @@ use sqlx::{PgPool, QueryBuilder};
 use tower::ServiceExt;
 use uuid::Uuid;
 
-use commands::EventStore;
 use domain::allocation::{self, Candidate, Weights, WorkItem};
 use domain::staff::{GeoPoint, TimeSlot, Weekday};
+use eventstore::EventStore;
 use projections::staffing::{self, StaffingModel};
 use projections::Projection;
 

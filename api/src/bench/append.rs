@@ -14,10 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use commands::{
-    CommandHandler, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, SystemClock,
-};
+use commands::{CommandHandler, SystemClock};
 use domain::Aggregate;
+use eventstore::{EventStore, ExpectedVersion, Metadata, NewEvent, StoreError};
 
 use super::{fresh_database, median, ms, percentile};
 use crate::db::Database;

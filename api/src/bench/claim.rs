@@ -34,12 +34,13 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use commands::workqueue::{NewTask, NothingToClaim, WorkQueueError, WorkQueues};
-use commands::{EventStore, Metadata, SystemClock};
+use commands::SystemClock;
 use domain::user::Username;
 use domain::workqueue::queue::{
     Capacity, Distribution, EscalationPolicy, QueueConfig, QueueRole, SlaPolicy, MAX_PER_USER,
 };
 use domain::workqueue::Priority;
+use eventstore::{EventStore, Metadata};
 
 use super::{fresh_database, median, ms, percentile};
 use crate::db::Database;

@@ -20,7 +20,7 @@ use serde_json::json;
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
-use commands::{Cursor, EventStore, ExpectedVersion, Metadata, NewEvent};
+use eventstore::{Cursor, EventStore, ExpectedVersion, Metadata, NewEvent};
 use projections::{checkpoint, rebuild, runtime, Projection, RuntimeConfig};
 
 use super::{fresh_database, median, ms, percentile};

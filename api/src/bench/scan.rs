@@ -19,10 +19,11 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use commands::credentialing::Credentialing;
-use commands::{EventStore, Metadata, SystemClock};
+use commands::SystemClock;
 use domain::credential::CredentialKind;
 use domain::jurisdiction::Jurisdiction;
 use domain::physician::{Npi, PhysicianDetails};
+use eventstore::{EventStore, Metadata};
 
 use super::{fresh_database, median};
 use crate::db::Database;

@@ -18,7 +18,7 @@ use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use commands::{Cursor, EventFilter, FollowOptions, RecordedEvent, StoreError};
+use eventstore::{Cursor, EventFilter, FollowOptions, RecordedEvent, StoreError};
 
 use crate::error::ApiError;
 use crate::AppState;

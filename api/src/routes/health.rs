@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use commands::Cursor;
+use eventstore::Cursor;
 
 use crate::error::ApiError;
 use crate::AppState;

@@ -7,10 +7,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
-use commands::{HandleError, Metadata};
+use commands::HandleError;
 use domain::notification::{
     self, NotificationCommand, NotificationContent, NotificationError, Severity,
 };
+use eventstore::Metadata;
 use projections::notifications::{self as model, AttemptRow, NotificationQuery, NotificationRow};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

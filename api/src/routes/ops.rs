@@ -41,7 +41,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     } else {
         Vec::new()
     };
-    let migrations = commands::MIGRATOR
+    let migrations = eventstore::MIGRATOR
         .iter()
         .all(|m| applied.contains(&m.version));
     let lagging_projections: Vec<String> =

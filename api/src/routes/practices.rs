@@ -9,10 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use commands::practices::Assigned;
-use commands::{Cursor, Metadata};
 use domain::practice::{
     Address, AssignmentOutcome, Practice, PracticeCommand, PracticeDetails, UnassignmentOutcome,
 };
+use eventstore::{Cursor, Metadata};
 use projections::practices::{
     self as model, ComplianceGap, CoverageRow, LocationRow, MemberRow, PracticeRow, SpecialtyRow,
 };

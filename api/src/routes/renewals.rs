@@ -9,10 +9,10 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
 use commands::jobs::JobRun;
-use commands::Metadata;
 use domain::credential::CredentialKind;
 use domain::jurisdiction::Jurisdiction;
 use domain::renewal::{Origin, Renewal, RenewalCommand, RenewalStatus, Timeline};
+use eventstore::Metadata;
 use projections::credentialing::{
     self as model, ChecklistEntry, RenewalListRow, RenewalQuery, RenewalRow, RenewalSort,
     RenewalStatistics,

@@ -23,7 +23,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
-use commands::Metadata;
 use domain::allocation::{
     self, AllocationDecision, AllocationError, Factor, RankedCandidate, Weights, WeightsInput,
     WorkItem,
@@ -36,6 +35,7 @@ use domain::work_allocation::{
     self as work_allocation, WorkAllocation, WorkAllocationCommand, WorkAllocationError, WorkKind,
     WorkRef, MAX_RECORDED,
 };
+use eventstore::Metadata;
 use projections::staffing::{self as model, AllocationRow, AvailabilitySlot, StaffRow};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -875,7 +875,7 @@ fn allocation_view(
     version: u64,
     state: &WorkAllocation,
     names: &HashMap<Uuid, String>,
-    cursor: Option<commands::Cursor>,
+    cursor: Option<eventstore::Cursor>,
 ) -> Result<AllocationView, ApiError> {
     let decision: &AllocationDecision = state
         .decision
@@ -930,7 +930,7 @@ pub(crate) async fn allocate(
     };
     if let Some(staff_id) = body.staff_id {
         let (version, staff) = state.staff.load(staff_id).await.map_err(|e| match e {
-            commands::HandleError::Store(commands::StoreError::StreamTypeMismatch { .. }) => {
+            commands::HandleError::Store(eventstore::StoreError::StreamTypeMismatch { .. }) => {
                 ApiError::UnknownStaff {
                     field: "staff_id",
                     staff_id,

@@ -169,7 +169,7 @@ pub(crate) async fn show(
     let (version, user) = crate::as_of::state::<User>(&state.store, id, at)
         .await
         .map_err(|e| match e {
-            ApiError::Store(commands::StoreError::StreamNotFound { .. }) => {
+            ApiError::Store(eventstore::StoreError::StreamNotFound { .. }) => {
                 ApiError::User(domain::user::UserError::NotFound)
             }
             other => other,

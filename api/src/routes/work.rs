@@ -16,7 +16,6 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use commands::workqueue::{NewTask, Reassignment, TaskWritten};
-use commands::Metadata;
 use domain::user::{Role, Username};
 use domain::workqueue::queue::{
     Capacity, Distribution, EscalationPolicy, QueueConfig, QueueRole, SlaPolicy,
@@ -24,6 +23,7 @@ use domain::workqueue::queue::{
 use domain::workqueue::task::TaskStatus;
 use domain::workqueue::values::parse_groups;
 use domain::workqueue::{Priority, ValueError};
+use eventstore::Metadata;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

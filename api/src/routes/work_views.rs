@@ -14,9 +14,9 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
-use commands::StoreError;
 use domain::workqueue::case::Case;
 use domain::workqueue::task::{Task, TaskStatus};
+use eventstore::StoreError;
 use projections::workqueue::{
     self as model, CaseRow, DashboardRow, DepartmentRow, QueueRow, QueueView, RoutingRow,
     SlaReport, TaskHistoryRow, TaskRow,

@@ -249,7 +249,7 @@ fn collision(error: &sqlx::Error) -> Option<Collision> {
 }
 
 /// A stored (non-negative) bigint as `u64`.
-pub(crate) fn to_u64(v: i64) -> u64 {
+pub fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 

@@ -2,7 +2,7 @@
 
 mod support;
 
-use commands::{Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, Upcasters};
+use eventstore::{Cursor, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, Upcasters};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use support::*;
@@ -14,7 +14,7 @@ async fn count_events(pool: &PgPool) -> anyhow::Result<i64> {
         .await?)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_new_stream_starts_at_version_one_and_batches_are_consecutive(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -51,7 +51,7 @@ async fn a_new_stream_starts_at_version_one_and_batches_are_consecutive(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_stale_expected_version_is_a_conflict_naming_expected_and_actual(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -127,7 +127,7 @@ async fn a_stale_expected_version_is_a_conflict_naming_expected_and_actual(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn concurrent_appends_expecting_the_same_version_let_exactly_one_win(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -171,7 +171,7 @@ async fn concurrent_appends_expecting_the_same_version_let_exactly_one_win(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn appends_expecting_any_version_all_land_without_gaps(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool);
     let id = Uuid::new_v4();
@@ -207,7 +207,7 @@ async fn appends_expecting_any_version_all_land_without_gaps(pool: PgPool) -> an
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_stream_keeps_the_type_it_was_created_with(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool);
     let id = Uuid::new_v4();
@@ -230,13 +230,13 @@ async fn a_stream_keeps_the_type_it_was_created_with(pool: PgPool) -> anyhow::Re
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn bad_input_is_refused_with_a_typed_error_and_writes_nothing(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     let store = EventStore::new(pool.clone());
     let id = Uuid::new_v4();
-    let huge = json!({ "blob": "x".repeat(commands::event::MAX_PAYLOAD_BYTES) });
+    let huge = json!({ "blob": "x".repeat(eventstore::event::MAX_PAYLOAD_BYTES) });
     let cases: Vec<(&str, &str, Vec<NewEvent>, Metadata)> = vec![
         (
             "oversized payload",
@@ -301,7 +301,7 @@ async fn bad_input_is_refused_with_a_typed_error_and_writes_nothing(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_database_refuses_to_rewrite_history_whoever_asks(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool.clone());
     store
@@ -355,7 +355,7 @@ fn split_name(mut payload: Value) -> Result<Value, String> {
     Ok(payload)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn an_event_stored_as_v1_is_read_as_v2_and_stays_v1_on_disk(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -395,7 +395,7 @@ async fn an_event_stored_as_v1_is_read_as_v2_and_stays_v1_on_disk(
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_head_is_the_cursor_of_the_last_committed_event(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool);
     assert_eq!(store.head().await?, Cursor::START);
@@ -421,7 +421,7 @@ async fn the_head_is_the_cursor_of_the_last_committed_event(pool: PgPool) -> any
     Ok(())
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn metadata_is_stored_with_every_event(pool: PgPool) -> anyhow::Result<()> {
     let store = EventStore::new(pool);
     let id = Uuid::new_v4();

@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use commands::{Cursor, EventStore, ExpectedVersion, RecordedEvent};
+use eventstore::{Cursor, EventStore, ExpectedVersion, RecordedEvent};
 use futures_util::StreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -23,7 +23,7 @@ async fn own_pool(connect_options: PgConnectOptions, size: u32) -> anyhow::Resul
         .await?)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn an_event_committed_after_a_higher_position_is_still_read_once(
     _: PgPoolOptions,
     connect_options: PgConnectOptions,
@@ -80,7 +80,7 @@ async fn an_event_committed_after_a_higher_position_is_still_read_once(
     assert_quiet(&store, got[1].cursor).await
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_rolled_back_append_leaves_a_hole_the_reader_passes(
     _: PgPoolOptions,
     connect_options: PgConnectOptions,
@@ -129,7 +129,7 @@ async fn a_rolled_back_append_leaves_a_hole_the_reader_passes(
     assert_quiet(&store, more[0].cursor).await
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_long_open_transaction_delays_but_never_loses_events(
     _: PgPoolOptions,
     connect_options: PgConnectOptions,
@@ -229,7 +229,7 @@ async fn write_many(store: EventStore, pool: PgPool, writer: usize) -> anyhow::R
     Ok(positions)
 }
 
-#[sqlx::test(migrator = "commands::MIGRATOR")]
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_follower_sees_every_event_of_sixteen_concurrent_writers_exactly_once(
     _: PgPoolOptions,
     connect_options: PgConnectOptions,
