@@ -61,6 +61,7 @@ impl<A: Aggregate> Given<A> {
             before: self.state.clone(),
             command,
             outcome,
+            context: String::new(),
         }
     }
 }
@@ -72,6 +73,8 @@ pub struct When<A: Aggregate> {
     before: A,
     command: A::Command,
     outcome: Result<Vec<A::Event>, A::Error>,
+    /// Which case of a table this is, for the failure message.
+    context: String,
 }
 
 impl<A> When<A>
@@ -81,6 +84,12 @@ where
     A::Event: PartialEq + Debug,
     A::Error: PartialEq + Debug,
 {
+    /// Names the case (`"from filed"`) in failure messages, for specs that loop over a table.
+    pub fn case(mut self, context: impl std::fmt::Display) -> Self {
+        self.context = format!(" ({context})");
+        self
+    }
+
     /// Expects exactly these new events, in this order; returns the state after them.
     #[track_caller]
     pub fn then(self, expected: impl IntoIterator<Item = A::Event>) -> Then<A> {
@@ -88,12 +97,12 @@ where
         match &self.outcome {
             Ok(events) => assert_eq!(
                 events, &expected,
-                "{:?} decided other events than expected",
-                self.command
+                "{:?}{} decided other events than expected",
+                self.command, self.context
             ),
             Err(error) => panic!(
-                "{:?} was refused ({error:?}), expected {expected:?}",
-                self.command
+                "{:?}{} was refused ({error:?}), expected {expected:?}",
+                self.command, self.context
             ),
         }
         self.accepted()
@@ -104,7 +113,7 @@ where
     #[track_caller]
     pub fn then_ok(self) -> Then<A> {
         if let Err(error) = &self.outcome {
-            panic!("{:?} was refused: {error:?}", self.command);
+            panic!("{:?}{} was refused: {error:?}", self.command, self.context);
         }
         self.accepted()
     }
@@ -116,14 +125,14 @@ where
             Err(error) => {
                 assert_eq!(
                     error, expected,
-                    "{:?} was refused for another reason than expected",
-                    self.command
+                    "{:?}{} was refused for another reason than expected",
+                    self.command, self.context
                 );
                 error
             }
             Ok(events) => panic!(
-                "{:?} was accepted with {events:?}, expected the refusal {expected:?}",
-                self.command
+                "{:?}{} was accepted with {events:?}, expected the refusal {expected:?}",
+                self.command, self.context
             ),
         }
     }
@@ -134,8 +143,8 @@ where
         match self.outcome {
             Err(error) => error,
             Ok(events) => panic!(
-                "{:?} was accepted with {events:?}, expected a refusal",
-                self.command
+                "{:?}{} was accepted with {events:?}, expected a refusal",
+                self.command, self.context
             ),
         }
     }
