@@ -52,6 +52,11 @@ impl<A: Aggregate> Given<A> {
         &self.state
     }
 
+    /// The state the given events fold into, owned.
+    pub fn into_state(self) -> A {
+        self.state
+    }
+
     /// Decides `command` at `now` against the given state. Takes `&self`, so one past can face
     /// many commands.
     pub fn when(&self, command: A::Command, now: DateTime<Utc>) -> When<A> {

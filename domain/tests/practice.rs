@@ -11,7 +11,7 @@ use domain::practice::{
     UnassignmentOutcome, ZipCode,
 };
 use domain::testing::{Given, Spec};
-use domain::{fold, Aggregate};
+use domain::Aggregate;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
@@ -594,37 +594,34 @@ fn join(practice_id: Uuid) -> MembershipCommand {
     }
 }
 
-fn member_of(practice_id: Uuid) -> PracticeMembership {
-    fold(&[joined(practice_id)])
+fn member_of(practice_id: Uuid) -> Given<PracticeMembership> {
+    PracticeMembership::given([joined(practice_id)])
+}
+
+fn in_no_practice() -> Given<PracticeMembership> {
+    PracticeMembership::given([])
 }
 
 #[test]
 fn a_physician_without_a_practice_joins_one() {
-    let events = PracticeMembership::default()
-        .decide(&join(PRACTICE), now())
-        .expect("joined");
-    assert_eq!(events, [joined(PRACTICE)]);
-    let membership: PracticeMembership = fold(&events);
-    assert_eq!(membership.practice_id, Some(PRACTICE));
+    let then = in_no_practice()
+        .when(join(PRACTICE), now())
+        .then([joined(PRACTICE)]);
+    assert_eq!(then.state().practice_id, Some(PRACTICE));
 }
 
 #[test]
 fn a_physician_in_a_practice_cannot_join_another_and_the_refusal_names_the_current_practice() {
     let error = member_of(PRACTICE)
-        .decide(&join(OTHER_PRACTICE), now())
-        .expect_err("already in a practice");
-    assert_eq!(
-        error,
-        MembershipError::AlreadyInPractice {
-            practice_id: PRACTICE
-        }
-    );
+        .when(join(OTHER_PRACTICE), now())
+        .then_err(MembershipError::AlreadyInPractice {
+            practice_id: PRACTICE,
+        });
     assert!(error.to_string().contains(&PRACTICE.to_string()), "{error}");
-    assert_eq!(
-        member_of(PRACTICE).decide(&join(PRACTICE), now()),
-        Err(MembershipError::AlreadyInThisPractice {
-            practice_id: PRACTICE
-        })
+    member_of(PRACTICE).when(join(PRACTICE), now()).then_err(
+        MembershipError::AlreadyInThisPractice {
+            practice_id: PRACTICE,
+        },
     );
 }
 
@@ -640,41 +637,33 @@ fn an_unknown_or_inactive_physician_cannot_join_a_practice() {
         physician_exists: true,
         physician_active: false,
     };
-    let membership = PracticeMembership::default();
-    assert_eq!(
-        membership.decide(&unknown, now()),
-        Err(MembershipError::UnknownPhysician)
-    );
-    assert_eq!(
-        membership.decide(&inactive, now()),
-        Err(MembershipError::PhysicianInactive)
-    );
+    let membership = in_no_practice();
+    membership
+        .when(unknown, now())
+        .then_err(MembershipError::UnknownPhysician);
+    membership
+        .when(inactive, now())
+        .then_err(MembershipError::PhysicianInactive);
 }
 
 #[test]
 fn a_transfer_is_one_command_that_leaves_the_old_practice_and_joins_the_new_one() {
-    let membership = member_of(PRACTICE);
-    let events = membership
-        .decide(
-            &MembershipCommand::Transfer {
+    let then = member_of(PRACTICE)
+        .when(
+            MembershipCommand::Transfer {
                 from: PRACTICE,
                 to: OTHER_PRACTICE,
                 physician_active: true,
             },
             now(),
         )
-        .expect("transferred");
-    assert_eq!(
-        events,
-        [
+        .then([
             MembershipEvent::PhysicianLeftPractice {
-                practice_id: PRACTICE
+                practice_id: PRACTICE,
             },
             joined(OTHER_PRACTICE),
-        ]
-    );
-    let membership = events.iter().fold(membership, |m, e| m.evolve(e));
-    assert_eq!(membership.practice_id, Some(OTHER_PRACTICE));
+        ]);
+    assert_eq!(then.state().practice_id, Some(OTHER_PRACTICE));
 }
 
 #[test]
@@ -685,61 +674,43 @@ fn a_transfer_needs_the_current_practice_another_target_and_an_active_physician(
         physician_active,
     };
     let third = Uuid::from_u128(0xE2);
-    assert_eq!(
-        member_of(PRACTICE).decide(&transfer(OTHER_PRACTICE, third, true), now()),
-        Err(MembershipError::NotInPractice {
+    member_of(PRACTICE)
+        .when(transfer(OTHER_PRACTICE, third, true), now())
+        .then_err(MembershipError::NotInPractice {
             practice_id: OTHER_PRACTICE,
             current: Some(PRACTICE),
-        })
-    );
-    assert_eq!(
-        PracticeMembership::default().decide(&transfer(PRACTICE, third, true), now()),
-        Err(MembershipError::NotInPractice {
+        });
+    in_no_practice()
+        .when(transfer(PRACTICE, third, true), now())
+        .then_err(MembershipError::NotInPractice {
             practice_id: PRACTICE,
             current: None,
-        })
-    );
-    assert_eq!(
-        member_of(PRACTICE).decide(&transfer(PRACTICE, PRACTICE, true), now()),
-        Err(MembershipError::SamePractice {
-            practice_id: PRACTICE
-        })
-    );
-    assert_eq!(
-        member_of(PRACTICE).decide(&transfer(PRACTICE, third, false), now()),
-        Err(MembershipError::PhysicianInactive)
-    );
+        });
+    member_of(PRACTICE)
+        .when(transfer(PRACTICE, PRACTICE, true), now())
+        .then_err(MembershipError::SamePractice {
+            practice_id: PRACTICE,
+        });
+    member_of(PRACTICE)
+        .when(transfer(PRACTICE, third, false), now())
+        .then_err(MembershipError::PhysicianInactive);
 }
 
 #[test]
 fn a_physician_leaves_only_the_practice_they_are_in() {
     let leave = |practice_id| MembershipCommand::Leave { practice_id };
-    let events = member_of(PRACTICE)
-        .decide(&leave(PRACTICE), now())
-        .expect("left");
-    assert_eq!(
-        events,
-        [MembershipEvent::PhysicianLeftPractice {
-            practice_id: PRACTICE
-        }]
-    );
-    assert_eq!(
-        events
-            .iter()
-            .fold(member_of(PRACTICE), |m, e| m.evolve(e))
-            .practice_id,
-        None
-    );
+    let then = member_of(PRACTICE).when(leave(PRACTICE), now()).then([
+        MembershipEvent::PhysicianLeftPractice {
+            practice_id: PRACTICE,
+        },
+    ]);
+    assert_eq!(then.state().practice_id, None);
     let error = member_of(PRACTICE)
-        .decide(&leave(OTHER_PRACTICE), now())
-        .expect_err("not in it");
-    assert_eq!(
-        error,
-        MembershipError::NotInPractice {
+        .when(leave(OTHER_PRACTICE), now())
+        .then_err(MembershipError::NotInPractice {
             practice_id: OTHER_PRACTICE,
-            current: Some(PRACTICE)
-        }
-    );
+            current: Some(PRACTICE),
+        });
     assert!(error.to_string().starts_with("practice_id: "), "{error}");
 }
 
@@ -760,8 +731,8 @@ fn a_membership_stream_is_keyed_by_the_physician_but_is_not_the_physician_s_stre
 #[test]
 fn a_bulk_assignment_reports_each_physician_s_outcome() {
     let free = PracticeMembership::default();
-    let here = member_of(PRACTICE);
-    let elsewhere = member_of(OTHER_PRACTICE);
+    let here = member_of(PRACTICE).into_state();
+    let elsewhere = member_of(OTHER_PRACTICE).into_state();
     let cases = [
         (&free, true, true, AssignmentOutcome::Assigned),
         (
@@ -796,11 +767,11 @@ fn a_bulk_assignment_reports_each_physician_s_outcome() {
 #[test]
 fn a_bulk_unassignment_reports_each_physician_s_outcome() {
     assert_eq!(
-        unassignment_outcome(&member_of(PRACTICE), PRACTICE, true),
+        unassignment_outcome(member_of(PRACTICE).state(), PRACTICE, true),
         UnassignmentOutcome::Unassigned
     );
     assert_eq!(
-        unassignment_outcome(&member_of(OTHER_PRACTICE), PRACTICE, true),
+        unassignment_outcome(member_of(OTHER_PRACTICE).state(), PRACTICE, true),
         UnassignmentOutcome::NotInThisPractice
     );
     assert_eq!(
@@ -817,8 +788,8 @@ fn a_bulk_unassignment_reports_each_physician_s_outcome() {
 fn a_join_is_accepted_exactly_when_the_bulk_outcome_is_assigned() {
     let memberships = [
         PracticeMembership::default(),
-        member_of(PRACTICE),
-        member_of(OTHER_PRACTICE),
+        member_of(PRACTICE).into_state(),
+        member_of(OTHER_PRACTICE).into_state(),
     ];
     for membership in &memberships {
         for exists in [false, true] {
