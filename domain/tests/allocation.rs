@@ -12,12 +12,12 @@ use domain::allocation::{
     allocate, rank, score, AllocationDecision, AllocationError, Candidate, Factor, RankedCandidate,
     Weights, WeightsInput, WorkItem, DEFAULT_LIMIT, MAX_TRAVEL_KM,
 };
+use domain::fold;
 use domain::staff::{
     GeoPoint, StaffCommand, StaffError, StaffEvent, StaffMember, StaffPreferences, StaffProfile,
     TimeSlot, Weekday, EARTH_RADIUS_KM,
 };
 use domain::testing::Spec;
-use domain::fold;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
