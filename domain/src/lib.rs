@@ -24,6 +24,8 @@
 //!   completion, SLA escalation), push distribution strategies, and cases with their routing.
 //! - [`refusal`]: [`refusal::Refusal`], how every error declares its kind and stable code beside
 //!   its definition.
+//! - `testing` (hidden, for tests): `Renewal::given(events).when(command, now).then(events)` or
+//!   `.then_err(refusal)`, the one shape every aggregate's specifications are written in.
 //! - The event store that keeps these events is the `eventstore` crate, the services that drive
 //!   these functions live in `commands`, and the read models built from the events in `projections`.
 //!
@@ -40,6 +42,8 @@ pub mod practice;
 pub mod refusal;
 pub mod renewal;
 pub mod staff;
+#[doc(hidden)]
+pub mod testing;
 pub mod user;
 pub mod work_allocation;
 pub mod workqueue;

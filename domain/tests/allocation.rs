@@ -12,11 +12,12 @@ use domain::allocation::{
     allocate, rank, score, AllocationDecision, AllocationError, Candidate, Factor, RankedCandidate,
     Weights, WeightsInput, WorkItem, DEFAULT_LIMIT, MAX_TRAVEL_KM,
 };
+use domain::fold;
 use domain::staff::{
     GeoPoint, StaffCommand, StaffError, StaffEvent, StaffMember, StaffPreferences, StaffProfile,
     TimeSlot, Weekday, EARTH_RADIUS_KM,
 };
-use domain::{fold, Aggregate};
+use domain::testing::Spec;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
@@ -564,21 +565,18 @@ fn registered() -> StaffEvent {
 
 #[test]
 fn a_staff_member_is_registered_with_name_and_labels_normalised() {
-    let events = StaffMember::default()
-        .decide(&StaffCommand::Register { profile: profile() }, now())
-        .expect("registered");
-    assert_eq!(events, [registered()]);
-    let staff: StaffMember = fold(&events);
-    assert!(staff.exists());
-    assert!(staff.availability.is_empty());
-    assert_eq!(
-        StaffMember::default().decide(&StaffCommand::Register { profile: profile() }, now()),
-        Ok(events)
-    );
-    assert_eq!(
-        staff.decide(&StaffCommand::Register { profile: profile() }, now()),
-        Err(StaffError::AlreadyRegistered)
-    );
+    let register = StaffCommand::Register { profile: profile() };
+    let then = StaffMember::given([])
+        .when(register.clone(), now())
+        .then([registered()]);
+    assert!(then.state().exists());
+    assert!(then.state().availability.is_empty());
+    // Deciding the same command again on the same past gives the same events.
+    StaffMember::given([])
+        .when(register.clone(), now())
+        .then([registered()]);
+    then.and_when(register, now())
+        .then_err(StaffError::AlreadyRegistered);
 }
 
 #[test]
@@ -617,9 +615,9 @@ fn a_staff_profile_with_no_capacity_an_empty_skill_or_no_name_is_refused_naming_
         ),
     ];
     for (field, profile) in cases {
-        let error = StaffMember::default()
-            .decide(&StaffCommand::Register { profile }, now())
-            .expect_err("refused");
+        let error = StaffMember::given([])
+            .when(StaffCommand::Register { profile }, now())
+            .then_refused();
         assert!(
             error.to_string().starts_with(&format!("{field}: ")),
             "{field}: {error}"
@@ -641,7 +639,7 @@ fn a_home_location_out_of_range_is_refused_naming_the_coordinate() {
 
 #[test]
 fn availability_is_stored_merged_and_an_unchanged_one_is_refused() {
-    let staff: StaffMember = fold(&[registered()]);
+    let staff = StaffMember::given([registered()]);
     let command = StaffCommand::SetAvailability {
         slots: vec![
             slot(Weekday::Monday, 12, 17),
@@ -649,27 +647,24 @@ fn availability_is_stored_merged_and_an_unchanged_one_is_refused() {
             slot(Weekday::Friday, 8, 12),
         ],
     };
-    let events = staff.decide(&command, now()).expect("set");
-    assert_eq!(
-        events,
-        [StaffEvent::StaffMemberAvailabilitySet {
+    staff
+        .when(command.clone(), now())
+        .then([StaffEvent::StaffMemberAvailabilitySet {
             slots: vec![slot(Weekday::Monday, 8, 17), slot(Weekday::Friday, 8, 12)],
-        }]
-    );
-    let staff = events.iter().fold(staff, |s, e| s.evolve(e));
-    assert_eq!(staff.decide(&command, now()), Err(StaffError::Unchanged));
+        }])
+        .and_when(command, now())
+        .then_err(StaffError::Unchanged);
 }
 
 #[test]
 fn a_profile_update_replaces_the_profile_and_refuses_no_change() {
-    let staff: StaffMember = fold(&[registered()]);
-    assert_eq!(
-        staff.decide(&StaffCommand::UpdateProfile { profile: profile() }, now()),
-        Err(StaffError::Unchanged)
-    );
-    let events = staff
-        .decide(
-            &StaffCommand::UpdateProfile {
+    let staff = StaffMember::given([registered()]);
+    staff
+        .when(StaffCommand::UpdateProfile { profile: profile() }, now())
+        .then_err(StaffError::Unchanged);
+    let then = staff
+        .when(
+            StaffCommand::UpdateProfile {
                 profile: StaffProfile {
                     max_workload: 6,
                     ..profile()
@@ -677,13 +672,14 @@ fn a_profile_update_replaces_the_profile_and_refuses_no_change() {
             },
             now(),
         )
-        .expect("updated");
-    let staff = events.iter().fold(staff, |s, e| s.evolve(e));
-    assert_eq!(staff.profile.map(|p| p.max_workload), Some(6));
+        .then_ok();
     assert_eq!(
-        StaffMember::default().decide(&StaffCommand::SetAvailability { slots: vec![] }, now()),
-        Err(StaffError::NotFound)
+        then.state().profile.as_ref().map(|p| p.max_workload),
+        Some(6)
     );
+    StaffMember::given([])
+        .when(StaffCommand::SetAvailability { slots: vec![] }, now())
+        .then_err(StaffError::NotFound);
 }
 
 #[test]

@@ -10,7 +10,8 @@ use domain::practice::{
     PracticeDetails, PracticeError, PracticeEvent, PracticeKind, PracticeMembership,
     UnassignmentOutcome, ZipCode,
 };
-use domain::{fold, Aggregate};
+use domain::testing::{Given, Spec};
+use domain::Aggregate;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
@@ -72,8 +73,8 @@ fn assigned(physician_id: Uuid) -> PracticeEvent {
     PracticeEvent::PhysicianAssignedToPractice { physician_id }
 }
 
-fn given(events: &[PracticeEvent]) -> Practice {
-    fold(events)
+fn given(events: &[PracticeEvent]) -> Given<Practice> {
+    Practice::given(events.iter().cloned())
 }
 
 fn create(details: PracticeDetails) -> PracticeCommand {
@@ -102,11 +103,8 @@ fn refusal_reading(pointer: &str, value: &str) -> String {
 
 #[test]
 fn a_practice_is_created_active_with_its_details_normalised() {
-    let events = Practice::default()
-        .decide(&create(details()), now())
-        .expect("created");
-    assert_eq!(events, [created()]);
-    let practice = given(&events);
+    let then = given(&[]).when(create(details()), now()).then([created()]);
+    let practice = then.into_state();
     assert!(practice.exists());
     assert!(practice.active);
     assert_eq!(practice.physician_count(), 0);
@@ -203,15 +201,16 @@ fn practice_creation_with_an_invalid_email_is_refused_naming_the_email() {
         "@clinic.example",
         "a@b",
     ] {
-        let error = Practice::default()
-            .decide(
-                &create(PracticeDetails {
+        let error = given(&[])
+            .when(
+                create(PracticeDetails {
                     email: email.into(),
                     ..details()
                 }),
                 now(),
             )
-            .expect_err("not an e-mail address");
+            .case("not an e-mail address")
+            .then_refused();
         assert_eq!(
             error,
             PracticeError::InvalidField {
@@ -283,9 +282,7 @@ fn practice_creation_with_an_empty_name_specialty_street_or_city_is_refused_nami
         ),
     ];
     for (field, details) in cases {
-        let error = Practice::default()
-            .decide(&create(details), now())
-            .expect_err("refused");
+        let error = given(&[]).when(create(details), now()).then_refused();
         assert!(
             matches!(error, PracticeError::InvalidField { field: f, .. } if f == field),
             "{field}: {error}"
@@ -325,29 +322,25 @@ fn two_practices_with_one_name_in_any_spelling_share_a_stream_id() {
 #[test]
 fn creating_a_practice_whose_name_is_taken_is_refused() {
     // The second creation lands on the first practice's stream (same name key).
-    let error = given(&[created()])
-        .decide(
-            &create(PracticeDetails {
+    given(&[created()])
+        .when(
+            create(PracticeDetails {
                 name: "AUSTIN FAMILY CLINIC".into(),
                 ..details()
             }),
             now(),
         )
-        .expect_err("a duplicate");
-    assert_eq!(
-        error,
-        PracticeError::NameTaken {
-            name: "Austin Family Clinic".into()
-        }
-    );
+        .then_err(PracticeError::NameTaken {
+            name: "Austin Family Clinic".into(),
+        });
 }
 
 #[test]
 fn an_update_may_respell_the_name_but_not_rename_the_practice() {
     let practice = given(&[created()]);
     let respelled = practice
-        .decide(
-            &PracticeCommand::Update {
+        .when(
+            PracticeCommand::Update {
                 details: PracticeDetails {
                     name: "AUSTIN FAMILY CLINIC".into(),
                     ..details()
@@ -355,31 +348,27 @@ fn an_update_may_respell_the_name_but_not_rename_the_practice() {
             },
             now(),
         )
-        .expect("only the spelling changes");
+        .case("only the spelling changes")
+        .then_ok();
     assert!(matches!(
-        &respelled[..],
+        respelled.events(),
         [PracticeEvent::PracticeUpdated { name, .. }] if name == "AUSTIN FAMILY CLINIC"
     ));
-    let renamed = practice.decide(
-        &PracticeCommand::Update {
-            details: PracticeDetails {
-                name: "Round Rock Family Clinic".into(),
-                ..details()
+    let refusal = practice
+        .when(
+            PracticeCommand::Update {
+                details: PracticeDetails {
+                    name: "Round Rock Family Clinic".into(),
+                    ..details()
+                },
             },
-        },
-        now(),
-    );
-    assert_eq!(
-        renamed,
-        Err(PracticeError::Rename {
+            now(),
+        )
+        .then_err(PracticeError::Rename {
             current: "Austin Family Clinic".into(),
             requested: "Round Rock Family Clinic".into(),
-        })
-    );
-    assert!(renamed
-        .expect_err("refused")
-        .to_string()
-        .starts_with("name: "));
+        });
+    assert!(refusal.to_string().starts_with("name: "));
 }
 
 #[test]
@@ -391,26 +380,23 @@ fn an_update_replaces_every_detail_but_the_name_and_refuses_no_change() {
         phone: Phone::parse("512-555-0199").expect("a phone number"),
         ..details()
     };
-    let events = practice
-        .decide(
-            &PracticeCommand::Update {
+    let updated = practice
+        .when(
+            PracticeCommand::Update {
                 details: new_details,
             },
             now(),
         )
-        .expect("updated");
-    let updated = events
-        .iter()
-        .fold(practice.clone(), |p, e| p.evolve(e))
+        .then_ok()
+        .into_state()
         .details
         .expect("details");
     assert_eq!(updated.kind, PracticeKind::Group);
     assert_eq!(updated.specialty, "Pediatrics");
     assert_eq!(updated.phone.as_str(), "5125550199");
-    assert_eq!(
-        practice.decide(&PracticeCommand::Update { details: details() }, now()),
-        Err(PracticeError::Unchanged)
-    );
+    practice
+        .when(PracticeCommand::Update { details: details() }, now())
+        .then_err(PracticeError::Unchanged);
 }
 
 #[test]
@@ -426,11 +412,9 @@ fn commands_on_a_practice_that_does_not_exist_find_nothing() {
             physician_id: PHYSICIAN,
         },
     ] {
-        assert_eq!(
-            Practice::default().decide(&command, now()),
-            Err(PracticeError::NotFound),
-            "{command:?}"
-        );
+        given(&[])
+            .when(command, now())
+            .then_err(PracticeError::NotFound);
     }
 }
 
@@ -440,30 +424,24 @@ fn commands_on_a_practice_that_does_not_exist_find_nothing() {
 
 #[test]
 fn a_practice_is_deactivated_only_once_no_physician_is_assigned_and_can_be_reactivated() {
-    assert_eq!(
-        given(&[created(), assigned(PHYSICIAN), assigned(OTHER_PHYSICIAN)])
-            .decide(&PracticeCommand::Deactivate, now()),
-        Err(PracticeError::PhysiciansStillAssigned { count: 2 })
-    );
+    given(&[created(), assigned(PHYSICIAN), assigned(OTHER_PHYSICIAN)])
+        .when(PracticeCommand::Deactivate, now())
+        .then_err(PracticeError::PhysiciansStillAssigned { count: 2 });
     let practice = given(&[created()]);
-    let events = practice
-        .decide(&PracticeCommand::Deactivate, now())
-        .expect("deactivated");
-    assert_eq!(events, [PracticeEvent::PracticeDeactivated {}]);
-    let inactive = given(&[created(), PracticeEvent::PracticeDeactivated {}]);
-    assert!(!inactive.active);
-    assert_eq!(
-        inactive.decide(&PracticeCommand::Deactivate, now()),
-        Err(PracticeError::Inactive)
-    );
-    assert_eq!(
-        inactive.decide(&PracticeCommand::Reactivate, now()),
-        Ok(vec![PracticeEvent::PracticeReactivated {}])
-    );
-    assert_eq!(
-        practice.decide(&PracticeCommand::Reactivate, now()),
-        Err(PracticeError::AlreadyActive)
-    );
+    let inactive = practice
+        .when(PracticeCommand::Deactivate, now())
+        .then([PracticeEvent::PracticeDeactivated {}])
+        .into_given();
+    assert!(!inactive.state().active);
+    inactive
+        .when(PracticeCommand::Deactivate, now())
+        .then_err(PracticeError::Inactive);
+    inactive
+        .when(PracticeCommand::Reactivate, now())
+        .then([PracticeEvent::PracticeReactivated {}]);
+    practice
+        .when(PracticeCommand::Reactivate, now())
+        .then_err(PracticeError::AlreadyActive);
 }
 
 #[test]
@@ -473,38 +451,31 @@ fn locations_are_added_by_id_with_a_name_unique_in_the_practice_and_removed_by_i
         name: name.into(),
         address: address(),
     };
-    let practice = given(&[created()]);
-    let events = practice
-        .decide(&add(LOCATION, " North  Office "), now())
-        .expect("added");
-    assert_eq!(
-        events,
-        [PracticeEvent::PracticeLocationAdded {
+    let practice = given(&[created()])
+        .when(add(LOCATION, " North  Office "), now())
+        .then([PracticeEvent::PracticeLocationAdded {
             location_id: LOCATION,
             name: "North Office".into(),
             address: Address {
                 street: "100 Congress Ave".into(),
                 ..address()
             },
-        }]
-    );
-    let practice = events.iter().fold(practice, |p, e| p.evolve(e));
-    assert_eq!(practice.locations.len(), 1);
-    assert_eq!(
-        practice.decide(&add(LOCATION, "South Office"), now()),
-        Err(PracticeError::LocationExists {
-            location_id: LOCATION
-        })
-    );
-    assert_eq!(
-        practice.decide(&add(Uuid::from_u128(0x11), "north office"), now()),
-        Err(PracticeError::LocationNameTaken {
-            name: "north office".into()
-        })
-    );
+        }])
+        .into_given();
+    assert_eq!(practice.state().locations.len(), 1);
+    practice
+        .when(add(LOCATION, "South Office"), now())
+        .then_err(PracticeError::LocationExists {
+            location_id: LOCATION,
+        });
+    practice
+        .when(add(Uuid::from_u128(0x11), "north office"), now())
+        .then_err(PracticeError::LocationNameTaken {
+            name: "north office".into(),
+        });
     let error = practice
-        .decide(
-            &PracticeCommand::AddLocation {
+        .when(
+            PracticeCommand::AddLocation {
                 location_id: Uuid::from_u128(0x12),
                 name: "South Office".into(),
                 address: Address {
@@ -514,30 +485,20 @@ fn locations_are_added_by_id_with_a_name_unique_in_the_practice_and_removed_by_i
             },
             now(),
         )
-        .expect_err("no city");
+        .case("no city")
+        .then_refused();
     assert!(error.to_string().starts_with("location.address.city: "));
 
-    let removed = practice
-        .decide(
-            &PracticeCommand::RemoveLocation {
-                location_id: LOCATION,
-            },
-            now(),
-        )
-        .expect("removed");
-    let practice = removed.iter().fold(practice, |p, e| p.evolve(e));
-    assert!(practice.locations.is_empty());
-    assert_eq!(
-        practice.decide(
-            &PracticeCommand::RemoveLocation {
-                location_id: LOCATION
-            },
-            now()
-        ),
-        Err(PracticeError::UnknownLocation {
-            location_id: LOCATION
-        })
-    );
+    let remove = PracticeCommand::RemoveLocation {
+        location_id: LOCATION,
+    };
+    let removed = practice.when(remove.clone(), now()).then_ok();
+    assert!(removed.state().locations.is_empty());
+    removed
+        .and_when(remove, now())
+        .then_err(PracticeError::UnknownLocation {
+            location_id: LOCATION,
+        });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,70 +507,55 @@ fn locations_are_added_by_id_with_a_name_unique_in_the_practice_and_removed_by_i
 
 #[test]
 fn an_active_practice_records_a_physician_assigned_to_it_once() {
-    let practice = given(&[created()]);
     let assign = PracticeCommand::AssignPhysician {
         physician_id: PHYSICIAN,
     };
-    let events = practice.decide(&assign, now()).expect("assigned");
-    assert_eq!(events, [assigned(PHYSICIAN)]);
-    let practice = events.iter().fold(practice, |p, e| p.evolve(e));
-    assert!(practice.physicians.contains(&PHYSICIAN));
-    assert_eq!(
-        practice.decide(&assign, now()),
-        Err(PracticeError::AlreadyAssigned {
-            physician_id: PHYSICIAN
-        })
-    );
+    let then = given(&[created()])
+        .when(assign.clone(), now())
+        .then([assigned(PHYSICIAN)]);
+    assert!(then.state().physicians.contains(&PHYSICIAN));
+    then.and_when(assign, now())
+        .then_err(PracticeError::AlreadyAssigned {
+            physician_id: PHYSICIAN,
+        });
 }
 
 #[test]
 fn an_inactive_practice_takes_no_physician() {
-    assert_eq!(
-        given(&[created(), PracticeEvent::PracticeDeactivated {}]).decide(
-            &PracticeCommand::AssignPhysician {
-                physician_id: PHYSICIAN
+    given(&[created(), PracticeEvent::PracticeDeactivated {}])
+        .when(
+            PracticeCommand::AssignPhysician {
+                physician_id: PHYSICIAN,
             },
-            now()
-        ),
-        Err(PracticeError::Inactive)
-    );
+            now(),
+        )
+        .then_err(PracticeError::Inactive);
 }
 
 #[test]
 fn only_an_assigned_physician_can_be_unassigned() {
     let practice = given(&[created(), assigned(PHYSICIAN)]);
-    let events = practice
-        .decide(
-            &PracticeCommand::UnassignPhysician {
+    let then = practice
+        .when(
+            PracticeCommand::UnassignPhysician {
                 physician_id: PHYSICIAN,
             },
             now(),
         )
-        .expect("unassigned");
-    assert_eq!(
-        events,
-        [PracticeEvent::PhysicianUnassignedFromPractice {
-            physician_id: PHYSICIAN
-        }]
-    );
-    assert_eq!(
-        events
-            .iter()
-            .fold(practice.clone(), |p, e| p.evolve(e))
-            .physician_count(),
-        0
-    );
-    assert_eq!(
-        practice.decide(
-            &PracticeCommand::UnassignPhysician {
-                physician_id: OTHER_PHYSICIAN
+        .then([PracticeEvent::PhysicianUnassignedFromPractice {
+            physician_id: PHYSICIAN,
+        }]);
+    assert_eq!(then.state().physician_count(), 0);
+    practice
+        .when(
+            PracticeCommand::UnassignPhysician {
+                physician_id: OTHER_PHYSICIAN,
             },
-            now()
-        ),
-        Err(PracticeError::NotAssigned {
-            physician_id: OTHER_PHYSICIAN
-        })
-    );
+            now(),
+        )
+        .then_err(PracticeError::NotAssigned {
+            physician_id: OTHER_PHYSICIAN,
+        });
 }
 
 #[test]
@@ -648,37 +594,34 @@ fn join(practice_id: Uuid) -> MembershipCommand {
     }
 }
 
-fn member_of(practice_id: Uuid) -> PracticeMembership {
-    fold(&[joined(practice_id)])
+fn member_of(practice_id: Uuid) -> Given<PracticeMembership> {
+    PracticeMembership::given([joined(practice_id)])
+}
+
+fn in_no_practice() -> Given<PracticeMembership> {
+    PracticeMembership::given([])
 }
 
 #[test]
 fn a_physician_without_a_practice_joins_one() {
-    let events = PracticeMembership::default()
-        .decide(&join(PRACTICE), now())
-        .expect("joined");
-    assert_eq!(events, [joined(PRACTICE)]);
-    let membership: PracticeMembership = fold(&events);
-    assert_eq!(membership.practice_id, Some(PRACTICE));
+    let then = in_no_practice()
+        .when(join(PRACTICE), now())
+        .then([joined(PRACTICE)]);
+    assert_eq!(then.state().practice_id, Some(PRACTICE));
 }
 
 #[test]
 fn a_physician_in_a_practice_cannot_join_another_and_the_refusal_names_the_current_practice() {
     let error = member_of(PRACTICE)
-        .decide(&join(OTHER_PRACTICE), now())
-        .expect_err("already in a practice");
-    assert_eq!(
-        error,
-        MembershipError::AlreadyInPractice {
-            practice_id: PRACTICE
-        }
-    );
+        .when(join(OTHER_PRACTICE), now())
+        .then_err(MembershipError::AlreadyInPractice {
+            practice_id: PRACTICE,
+        });
     assert!(error.to_string().contains(&PRACTICE.to_string()), "{error}");
-    assert_eq!(
-        member_of(PRACTICE).decide(&join(PRACTICE), now()),
-        Err(MembershipError::AlreadyInThisPractice {
-            practice_id: PRACTICE
-        })
+    member_of(PRACTICE).when(join(PRACTICE), now()).then_err(
+        MembershipError::AlreadyInThisPractice {
+            practice_id: PRACTICE,
+        },
     );
 }
 
@@ -694,41 +637,33 @@ fn an_unknown_or_inactive_physician_cannot_join_a_practice() {
         physician_exists: true,
         physician_active: false,
     };
-    let membership = PracticeMembership::default();
-    assert_eq!(
-        membership.decide(&unknown, now()),
-        Err(MembershipError::UnknownPhysician)
-    );
-    assert_eq!(
-        membership.decide(&inactive, now()),
-        Err(MembershipError::PhysicianInactive)
-    );
+    let membership = in_no_practice();
+    membership
+        .when(unknown, now())
+        .then_err(MembershipError::UnknownPhysician);
+    membership
+        .when(inactive, now())
+        .then_err(MembershipError::PhysicianInactive);
 }
 
 #[test]
 fn a_transfer_is_one_command_that_leaves_the_old_practice_and_joins_the_new_one() {
-    let membership = member_of(PRACTICE);
-    let events = membership
-        .decide(
-            &MembershipCommand::Transfer {
+    let then = member_of(PRACTICE)
+        .when(
+            MembershipCommand::Transfer {
                 from: PRACTICE,
                 to: OTHER_PRACTICE,
                 physician_active: true,
             },
             now(),
         )
-        .expect("transferred");
-    assert_eq!(
-        events,
-        [
+        .then([
             MembershipEvent::PhysicianLeftPractice {
-                practice_id: PRACTICE
+                practice_id: PRACTICE,
             },
             joined(OTHER_PRACTICE),
-        ]
-    );
-    let membership = events.iter().fold(membership, |m, e| m.evolve(e));
-    assert_eq!(membership.practice_id, Some(OTHER_PRACTICE));
+        ]);
+    assert_eq!(then.state().practice_id, Some(OTHER_PRACTICE));
 }
 
 #[test]
@@ -739,61 +674,43 @@ fn a_transfer_needs_the_current_practice_another_target_and_an_active_physician(
         physician_active,
     };
     let third = Uuid::from_u128(0xE2);
-    assert_eq!(
-        member_of(PRACTICE).decide(&transfer(OTHER_PRACTICE, third, true), now()),
-        Err(MembershipError::NotInPractice {
+    member_of(PRACTICE)
+        .when(transfer(OTHER_PRACTICE, third, true), now())
+        .then_err(MembershipError::NotInPractice {
             practice_id: OTHER_PRACTICE,
             current: Some(PRACTICE),
-        })
-    );
-    assert_eq!(
-        PracticeMembership::default().decide(&transfer(PRACTICE, third, true), now()),
-        Err(MembershipError::NotInPractice {
+        });
+    in_no_practice()
+        .when(transfer(PRACTICE, third, true), now())
+        .then_err(MembershipError::NotInPractice {
             practice_id: PRACTICE,
             current: None,
-        })
-    );
-    assert_eq!(
-        member_of(PRACTICE).decide(&transfer(PRACTICE, PRACTICE, true), now()),
-        Err(MembershipError::SamePractice {
-            practice_id: PRACTICE
-        })
-    );
-    assert_eq!(
-        member_of(PRACTICE).decide(&transfer(PRACTICE, third, false), now()),
-        Err(MembershipError::PhysicianInactive)
-    );
+        });
+    member_of(PRACTICE)
+        .when(transfer(PRACTICE, PRACTICE, true), now())
+        .then_err(MembershipError::SamePractice {
+            practice_id: PRACTICE,
+        });
+    member_of(PRACTICE)
+        .when(transfer(PRACTICE, third, false), now())
+        .then_err(MembershipError::PhysicianInactive);
 }
 
 #[test]
 fn a_physician_leaves_only_the_practice_they_are_in() {
     let leave = |practice_id| MembershipCommand::Leave { practice_id };
-    let events = member_of(PRACTICE)
-        .decide(&leave(PRACTICE), now())
-        .expect("left");
-    assert_eq!(
-        events,
-        [MembershipEvent::PhysicianLeftPractice {
-            practice_id: PRACTICE
-        }]
-    );
-    assert_eq!(
-        events
-            .iter()
-            .fold(member_of(PRACTICE), |m, e| m.evolve(e))
-            .practice_id,
-        None
-    );
+    let then = member_of(PRACTICE).when(leave(PRACTICE), now()).then([
+        MembershipEvent::PhysicianLeftPractice {
+            practice_id: PRACTICE,
+        },
+    ]);
+    assert_eq!(then.state().practice_id, None);
     let error = member_of(PRACTICE)
-        .decide(&leave(OTHER_PRACTICE), now())
-        .expect_err("not in it");
-    assert_eq!(
-        error,
-        MembershipError::NotInPractice {
+        .when(leave(OTHER_PRACTICE), now())
+        .then_err(MembershipError::NotInPractice {
             practice_id: OTHER_PRACTICE,
-            current: Some(PRACTICE)
-        }
-    );
+            current: Some(PRACTICE),
+        });
     assert!(error.to_string().starts_with("practice_id: "), "{error}");
 }
 
@@ -814,8 +731,8 @@ fn a_membership_stream_is_keyed_by_the_physician_but_is_not_the_physician_s_stre
 #[test]
 fn a_bulk_assignment_reports_each_physician_s_outcome() {
     let free = PracticeMembership::default();
-    let here = member_of(PRACTICE);
-    let elsewhere = member_of(OTHER_PRACTICE);
+    let here = member_of(PRACTICE).into_state();
+    let elsewhere = member_of(OTHER_PRACTICE).into_state();
     let cases = [
         (&free, true, true, AssignmentOutcome::Assigned),
         (
@@ -850,11 +767,11 @@ fn a_bulk_assignment_reports_each_physician_s_outcome() {
 #[test]
 fn a_bulk_unassignment_reports_each_physician_s_outcome() {
     assert_eq!(
-        unassignment_outcome(&member_of(PRACTICE), PRACTICE, true),
+        unassignment_outcome(member_of(PRACTICE).state(), PRACTICE, true),
         UnassignmentOutcome::Unassigned
     );
     assert_eq!(
-        unassignment_outcome(&member_of(OTHER_PRACTICE), PRACTICE, true),
+        unassignment_outcome(member_of(OTHER_PRACTICE).state(), PRACTICE, true),
         UnassignmentOutcome::NotInThisPractice
     );
     assert_eq!(
@@ -871,8 +788,8 @@ fn a_bulk_unassignment_reports_each_physician_s_outcome() {
 fn a_join_is_accepted_exactly_when_the_bulk_outcome_is_assigned() {
     let memberships = [
         PracticeMembership::default(),
-        member_of(PRACTICE),
-        member_of(OTHER_PRACTICE),
+        member_of(PRACTICE).into_state(),
+        member_of(OTHER_PRACTICE).into_state(),
     ];
     for membership in &memberships {
         for exists in [false, true] {

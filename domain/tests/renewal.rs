@@ -11,6 +11,7 @@ use domain::renewal::{
     checklist_for, ChecklistItem, CredentialFacts, Origin, Renewal, RenewalCommand, RenewalError,
     RenewalEvent, RenewalStatus, DEA_FEE_CENTS,
 };
+use domain::testing::{Given, Spec};
 use domain::{fold, Aggregate};
 use uuid::Uuid;
 
@@ -166,14 +167,11 @@ fn in_state(status: RenewalStatus) -> Renewal {
     renewal
 }
 
-/// Decides and folds the resulting events into the state.
-fn apply(
-    renewal: &Renewal,
-    command: &RenewalCommand,
-    now: DateTime<Utc>,
-) -> Result<Renewal, RenewalError> {
-    let events = renewal.decide(command, now)?;
-    Ok(events.iter().fold(renewal.clone(), |r, e| r.evolve(e)))
+/// The past of a licence renewal now in `status`, to decide commands against.
+fn past(status: RenewalStatus) -> Given<Renewal> {
+    let past = Renewal::given(history(status));
+    assert_eq!(past.state().status, Some(status), "fixture for {status}");
+    past
 }
 
 fn reject() -> RenewalCommand {
@@ -231,18 +229,15 @@ fn names_state_and_allowed(from: RenewalStatus) -> String {
 #[test]
 fn initiating_a_renewal_records_its_credential_and_the_checklist_for_its_kind() {
     let f = facts(CredentialKind::Dea, "CA", true);
-    let events = Renewal::default()
-        .decide(
-            &RenewalCommand::Initiate {
+    let then = Renewal::given([])
+        .when(
+            RenewalCommand::Initiate {
                 credential: f,
                 origin: Origin::Scan,
             },
             initiated_at(),
         )
-        .expect("an empty renewal can be initiated");
-    assert_eq!(
-        events,
-        [RenewalEvent::RenewalInitiated {
+        .then([RenewalEvent::RenewalInitiated {
             credential_id: CREDENTIAL,
             physician_id: PHYSICIAN,
             kind: CredentialKind::Dea,
@@ -251,9 +246,8 @@ fn initiating_a_renewal_records_its_credential_and_the_checklist_for_its_kind() 
             checklist: checklist_for(&f),
             origin: Origin::Scan,
             at: initiated_at(),
-        }]
-    );
-    let renewal = given(&events);
+        }]);
+    let renewal = then.state();
     assert_eq!(renewal.status, Some(NotStarted));
     assert_eq!(renewal.credential_id, CREDENTIAL);
     assert_eq!(renewal.physician_id, PHYSICIAN);
@@ -272,11 +266,10 @@ fn a_renewal_is_initiated_only_once_whatever_its_state() {
             credential: licence(),
             origin: Origin::Manual,
         };
-        assert_eq!(
-            in_state(status).decide(&command, today()),
-            Err(RenewalError::AlreadyInitiated),
-            "initiate on a {status} renewal"
-        );
+        past(status)
+            .when(command, today())
+            .case(format!("initiate on a {status} renewal"))
+            .then_err(RenewalError::AlreadyInitiated);
     }
 }
 
@@ -293,16 +286,15 @@ fn a_renewal_that_was_never_initiated_is_not_found_by_any_other_command() {
         RenewalCommand::Expire,
         cancel(),
     ];
+    let never_initiated = Renewal::given([]);
     for command in commands {
-        assert_eq!(
-            Renewal::default().decide(&command, after_expiry()),
-            Err(RenewalError::NotFound),
-            "{command:?}"
-        );
+        never_initiated
+            .when(command, after_expiry())
+            .then_err(RenewalError::NotFound);
     }
-    assert_eq!(Renewal::default().progress(), 0);
-    assert_eq!(Renewal::default().next_action(), None);
-    assert_eq!(Renewal::default().timeline(), None);
+    assert_eq!(never_initiated.state().progress(), 0);
+    assert_eq!(never_initiated.state().next_action(), None);
+    assert_eq!(never_initiated.state().timeline(), None);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,36 +303,27 @@ fn a_renewal_that_was_never_initiated_is_not_found_by_any_other_command() {
 
 #[test]
 fn a_not_started_renewal_can_be_started() {
-    let renewal = in_state(NotStarted);
-    let events = renewal
-        .decide(&RenewalCommand::Start, today())
-        .expect("start is allowed");
-    assert_eq!(events, [RenewalEvent::RenewalStarted { at: today() }]);
-    let renewal = renewal.evolve(&events[0]);
-    assert_eq!(renewal.status, Some(InProgress));
-    assert_eq!(renewal.started_at, Some(today()));
+    let then = past(NotStarted)
+        .when(RenewalCommand::Start, today())
+        .then([RenewalEvent::RenewalStarted { at: today() }]);
+    assert_eq!(then.state().status, Some(InProgress));
+    assert_eq!(then.state().started_at, Some(today()));
 }
 
 #[test]
 fn an_in_progress_renewal_can_be_filed_once_every_required_item_is_done() {
-    let renewal = in_state(InProgress);
-    assert!(renewal.open_required_items().is_empty());
-    let events = renewal
-        .decide(&RenewalCommand::File, today())
-        .expect("file is allowed");
-    assert_eq!(events, [RenewalEvent::RenewalFiled { at: today() }]);
-    let renewal = renewal.evolve(&events[0]);
-    assert_eq!(renewal.status, Some(Filed));
-    assert_eq!(renewal.filed_at, Some(today()));
+    let in_progress = past(InProgress);
+    assert!(in_progress.state().open_required_items().is_empty());
+    let then = in_progress
+        .when(RenewalCommand::File, today())
+        .then([RenewalEvent::RenewalFiled { at: today() }]);
+    assert_eq!(then.state().status, Some(Filed));
+    assert_eq!(then.state().filed_at, Some(today()));
 }
 
 #[test]
 fn renewal_cannot_be_filed_while_required_items_are_open() {
     let f = licence();
-    let mut events = vec![initiated(&f), RenewalEvent::RenewalStarted { at: today() }];
-    events.push(completed("review_requirements"));
-    events.push(completed("complete_cme"));
-    let renewal = given(&events);
     let open = vec![
         "gather_documents".to_owned(),
         "complete_application".to_owned(),
@@ -348,14 +331,17 @@ fn renewal_cannot_be_filed_while_required_items_are_open() {
         "pay_fee".to_owned(),
         "submit".to_owned(),
     ];
-    let refused = renewal.decide(&RenewalCommand::File, today());
-    assert_eq!(
-        refused,
-        Err(RenewalError::RequiredItemsOpen {
-            items: open.clone()
-        })
-    );
-    let message = refused.expect_err("refused").to_string();
+    let refusal = Renewal::given([
+        initiated(&f),
+        RenewalEvent::RenewalStarted { at: today() },
+        completed("review_requirements"),
+        completed("complete_cme"),
+    ])
+    .when(RenewalCommand::File, today())
+    .then_err(RenewalError::RequiredItemsOpen {
+        items: open.clone(),
+    });
+    let message = refusal.to_string();
     assert!(
         message.contains(&open.join(", ")),
         "message lists the open items in checklist order: {message}"
@@ -372,12 +358,11 @@ fn renewal_cannot_be_filed_with_a_single_required_item_open() {
             .filter(|k| *k != "submit")
             .map(|k| completed(k)),
     );
-    assert_eq!(
-        given(&events).decide(&RenewalCommand::File, today()),
-        Err(RenewalError::RequiredItemsOpen {
-            items: vec!["submit".into()]
-        })
-    );
+    Renewal::given(events)
+        .when(RenewalCommand::File, today())
+        .then_err(RenewalError::RequiredItemsOpen {
+            items: vec!["submit".into()],
+        });
 }
 
 #[test]
@@ -390,7 +375,8 @@ fn optional_items_are_not_needed_to_file() {
     ] {
         let mut events = vec![initiated(&f), RenewalEvent::RenewalStarted { at: today() }];
         events.extend(all_required_completed(&f));
-        let renewal = given(&events);
+        let given = Renewal::given(events);
+        let renewal = given.state();
         assert!(
             renewal
                 .checklist
@@ -399,136 +385,114 @@ fn optional_items_are_not_needed_to_file() {
                 .all(|i| !renewal.is_completed(&i.key)),
             "optional items are still open"
         );
-        assert!(
-            renewal.decide(&RenewalCommand::File, today()).is_ok(),
-            "{:?}",
-            f.kind
-        );
+        given
+            .when(RenewalCommand::File, today())
+            .case(format!("{:?}", f.kind))
+            .then_ok();
     }
 }
 
 #[test]
 fn a_filed_renewal_can_go_under_review() {
-    let renewal = in_state(Filed);
-    let events = renewal
-        .decide(&RenewalCommand::BeginReview, today())
-        .expect("begin review is allowed");
-    assert_eq!(events, [RenewalEvent::RenewalReviewStarted { at: today() }]);
-    let renewal = renewal.evolve(&events[0]);
-    assert_eq!(renewal.status, Some(UnderReview));
-    assert_eq!(renewal.review_started_at, Some(today()));
+    let then = past(Filed)
+        .when(RenewalCommand::BeginReview, today())
+        .then([RenewalEvent::RenewalReviewStarted { at: today() }]);
+    assert_eq!(then.state().status, Some(UnderReview));
+    assert_eq!(then.state().review_started_at, Some(today()));
 }
 
 #[test]
 fn a_renewal_under_review_can_be_approved() {
-    let renewal = in_state(UnderReview);
     let command = RenewalCommand::Approve {
         new_expiry: Some(date(2028, 7, 31)),
     };
-    let events = renewal
-        .decide(&command, today())
-        .expect("approve is allowed");
-    assert_eq!(
-        events,
-        [RenewalEvent::RenewalApproved {
+    let then = past(UnderReview)
+        .when(command, today())
+        .then([RenewalEvent::RenewalApproved {
             new_expiry: date(2028, 7, 31),
             at: today(),
-        }]
-    );
-    let renewal = renewal.evolve(&events[0]);
-    assert_eq!(renewal.status, Some(Approved));
-    assert_eq!(renewal.approved_at, Some(today()));
-    assert_eq!(renewal.new_expiry, Some(date(2028, 7, 31)));
+        }]);
+    assert_eq!(then.state().status, Some(Approved));
+    assert_eq!(then.state().approved_at, Some(today()));
+    assert_eq!(then.state().new_expiry, Some(date(2028, 7, 31)));
 }
 
 #[test]
 fn a_renewal_under_review_can_be_rejected_with_a_reason() {
-    let renewal = in_state(UnderReview);
     let command = RenewalCommand::Reject {
         reason: "  missing CME certificate \n".into(),
     };
-    let events = renewal
-        .decide(&command, today())
-        .expect("reject is allowed");
-    assert_eq!(
-        events,
-        [RenewalEvent::RenewalRejected {
+    let then = past(UnderReview)
+        .when(command, today())
+        .case("the reason is trimmed")
+        .then([RenewalEvent::RenewalRejected {
             reason: "missing CME certificate".into(),
             at: today(),
-        }],
-        "the reason is trimmed"
-    );
-    let renewal = renewal.evolve(&events[0]);
-    assert_eq!(renewal.status, Some(Rejected));
-    assert_eq!(renewal.rejected_at, Some(today()));
+        }]);
+    assert_eq!(then.state().status, Some(Rejected));
+    assert_eq!(then.state().rejected_at, Some(today()));
     assert_eq!(
-        renewal.rejection_reason.as_deref(),
+        then.state().rejection_reason.as_deref(),
         Some("missing CME certificate")
     );
 }
 
 #[test]
 fn rejected_renewal_can_be_resubmitted() {
-    let renewal = in_state(Rejected);
-    let events = renewal
-        .decide(&RenewalCommand::Resubmit, today())
-        .expect("resubmit is allowed");
-    assert_eq!(events, [RenewalEvent::RenewalResubmitted { at: today() }]);
-    let renewal = renewal.evolve(&events[0]);
-    assert_eq!(renewal.status, Some(InProgress));
-    assert_eq!(renewal.resubmissions, 1);
+    let then = past(Rejected)
+        .when(RenewalCommand::Resubmit, today())
+        .then([RenewalEvent::RenewalResubmitted { at: today() }]);
+    assert_eq!(then.state().status, Some(InProgress));
+    assert_eq!(then.state().resubmissions, 1);
 }
 
 #[test]
 fn starting_a_rejected_renewal_resubmits_it() {
-    let renewal = in_state(Rejected);
-    let events = renewal
-        .decide(&RenewalCommand::Start, today())
-        .expect("start is allowed on a rejected renewal");
-    assert_eq!(events, [RenewalEvent::RenewalResubmitted { at: today() }]);
-    let renewal = renewal.evolve(&events[0]);
-    assert_eq!(renewal.status, Some(InProgress));
-    assert_eq!(renewal.resubmissions, 1);
+    let then = past(Rejected)
+        .when(RenewalCommand::Start, today())
+        .then([RenewalEvent::RenewalResubmitted { at: today() }]);
+    assert_eq!(then.state().status, Some(InProgress));
+    assert_eq!(then.state().resubmissions, 1);
 }
 
 #[test]
 fn a_resubmitted_renewal_keeps_its_completed_items_and_can_be_filed_and_rejected_again() {
-    let mut renewal = in_state(Rejected);
+    let mut renewal = past(Rejected);
     for round in 1..=3 {
-        renewal = apply(&renewal, &RenewalCommand::Resubmit, today()).expect("resubmit");
-        assert_eq!(renewal.resubmissions, round);
-        assert!(renewal.open_required_items().is_empty());
-        renewal = apply(&renewal, &RenewalCommand::File, today()).expect("file again");
-        renewal = apply(&renewal, &RenewalCommand::BeginReview, today()).expect("review again");
-        renewal = apply(&renewal, &reject(), today()).expect("reject again");
+        let resubmitted = renewal.when(RenewalCommand::Resubmit, today()).then_ok();
+        assert_eq!(resubmitted.state().resubmissions, round);
+        assert!(resubmitted.state().open_required_items().is_empty());
+        renewal = resubmitted
+            .and_when(RenewalCommand::File, today())
+            .then_ok()
+            .and_when(RenewalCommand::BeginReview, today())
+            .then_ok()
+            .and_when(reject(), today())
+            .then_ok()
+            .into_given();
     }
-    renewal = apply(&renewal, &RenewalCommand::Start, today()).expect("start resubmits");
-    renewal = apply(&renewal, &RenewalCommand::File, today()).expect("file");
-    renewal = apply(&renewal, &RenewalCommand::BeginReview, today()).expect("review");
-    renewal = apply(
-        &renewal,
-        &RenewalCommand::Approve { new_expiry: None },
-        today(),
-    )
-    .expect("approve");
-    assert_eq!(renewal.status, Some(Approved));
-    assert_eq!(renewal.resubmissions, 4);
+    let then = renewal
+        .when(RenewalCommand::Start, today())
+        .then_ok()
+        .and_when(RenewalCommand::File, today())
+        .then_ok()
+        .and_when(RenewalCommand::BeginReview, today())
+        .then_ok()
+        .and_when(RenewalCommand::Approve { new_expiry: None }, today())
+        .then_ok();
+    assert_eq!(then.state().status, Some(Approved));
+    assert_eq!(then.state().resubmissions, 4);
 }
 
 #[test]
 fn every_open_renewal_expires_once_the_credential_expiry_has_passed() {
     for status in OPEN_STATES {
-        let renewal = in_state(status);
-        let events = renewal
-            .decide(&RenewalCommand::Expire, after_expiry())
-            .unwrap_or_else(|e| panic!("a {status} renewal should expire: {e}"));
-        assert_eq!(
-            events,
-            [RenewalEvent::RenewalExpired { at: after_expiry() }]
-        );
-        let renewal = renewal.evolve(&events[0]);
-        assert_eq!(renewal.status, Some(Expired), "from {status}");
-        assert_eq!(renewal.expired_at, Some(after_expiry()));
+        let then = past(status)
+            .when(RenewalCommand::Expire, after_expiry())
+            .case(format!("a {status} renewal should expire"))
+            .then([RenewalEvent::RenewalExpired { at: after_expiry() }]);
+        assert_eq!(then.state().status, Some(Expired), "from {status}");
+        assert_eq!(then.state().expired_at, Some(after_expiry()));
     }
 }
 
@@ -543,47 +507,37 @@ fn a_renewal_cannot_expire_until_the_day_after_the_expiry_date() {
         .expect("a valid time")
         .and_utc();
     for status in OPEN_STATES {
-        let renewal = in_state(status);
+        let renewal = past(status);
         for now in [today(), at(expiry()), last_valid_moment] {
-            let refused = renewal.decide(&RenewalCommand::Expire, now);
-            assert_eq!(
-                refused,
-                Err(RenewalError::NotYetExpired { expiry: expiry() }),
-                "a {status} renewal at {now}"
-            );
-            assert!(refused
-                .expect_err("refused")
-                .to_string()
-                .contains("2026-06-30"));
+            let refusal = renewal
+                .when(RenewalCommand::Expire, now)
+                .case(format!("a {status} renewal at {now}"))
+                .then_err(RenewalError::NotYetExpired { expiry: expiry() });
+            assert!(refusal.to_string().contains("2026-06-30"));
         }
-        assert!(
-            renewal
-                .decide(&RenewalCommand::Expire, first_expired_moment)
-                .is_ok(),
-            "a {status} renewal expires at {first_expired_moment}"
-        );
+        renewal
+            .when(RenewalCommand::Expire, first_expired_moment)
+            .case(format!(
+                "a {status} renewal expires at {first_expired_moment}"
+            ))
+            .then_ok();
     }
 }
 
 #[test]
 fn every_open_renewal_can_be_cancelled_with_a_reason() {
     for status in OPEN_STATES {
-        let renewal = in_state(status);
-        let events = renewal
-            .decide(&cancel(), today())
-            .unwrap_or_else(|e| panic!("a {status} renewal should cancel: {e}"));
-        assert_eq!(
-            events,
-            [RenewalEvent::RenewalCancelled {
+        let then = past(status)
+            .when(cancel(), today())
+            .case(format!("a {status} renewal should cancel"))
+            .then([RenewalEvent::RenewalCancelled {
                 reason: "duplicate of another renewal".into(),
                 at: today(),
-            }]
-        );
-        let renewal = renewal.evolve(&events[0]);
-        assert_eq!(renewal.status, Some(Cancelled), "from {status}");
-        assert_eq!(renewal.cancelled_at, Some(today()));
+            }]);
+        assert_eq!(then.state().status, Some(Cancelled), "from {status}");
+        assert_eq!(then.state().cancelled_at, Some(today()));
         assert_eq!(
-            renewal.cancel_reason.as_deref(),
+            then.state().cancel_reason.as_deref(),
             Some("duplicate of another renewal")
         );
     }
@@ -595,33 +549,31 @@ fn rejection_and_cancellation_need_a_reason_of_1_to_1000_characters() {
     let bad = ["", "   ", "\n\t", too_long.as_str()];
     for reason in bad {
         let reason = reason.to_owned();
-        assert_eq!(
-            in_state(UnderReview).decide(
-                &RenewalCommand::Reject {
-                    reason: reason.clone()
+        past(UnderReview)
+            .when(
+                RenewalCommand::Reject {
+                    reason: reason.clone(),
                 },
-                today()
-            ),
-            Err(RenewalError::InvalidReason)
-        );
-        assert_eq!(
-            in_state(InProgress).decide(&RenewalCommand::Cancel { reason }, today()),
-            Err(RenewalError::InvalidReason)
-        );
+                today(),
+            )
+            .then_err(RenewalError::InvalidReason);
+        past(InProgress)
+            .when(RenewalCommand::Cancel { reason }, today())
+            .then_err(RenewalError::InvalidReason);
     }
     // 1000 characters (not bytes) is the limit, after trimming.
     let longest = format!("  {}  ", "é".repeat(1000));
-    assert!(in_state(UnderReview)
-        .decide(
-            &RenewalCommand::Reject {
-                reason: longest.clone()
+    past(UnderReview)
+        .when(
+            RenewalCommand::Reject {
+                reason: longest.clone(),
             },
-            today()
+            today(),
         )
-        .is_ok());
-    assert!(in_state(InProgress)
-        .decide(&RenewalCommand::Cancel { reason: longest }, today())
-        .is_ok());
+        .then_ok();
+    past(InProgress)
+        .when(RenewalCommand::Cancel { reason: longest }, today())
+        .then_ok();
     assert!(RenewalError::InvalidReason.to_string().contains("reason"));
 }
 
@@ -683,33 +635,36 @@ fn every_state_and_transition_command_is_allowed_or_refused_naming_the_state_and
     let mut allowed = 0;
     let mut refused = 0;
     for from in RenewalStatus::ALL {
-        let renewal = in_state(from);
+        let renewal = past(from);
         for (command, to) in transition_commands() {
+            let is_allowed = command_allowed(from, &command);
+            let expected_refusal = match command {
+                RenewalCommand::Resubmit => RenewalError::NotRejected { status: from },
+                _ => RenewalError::TransitionRefused { from, to },
+            };
             // After the expiry date, so that `Expire` is decided on the state alone.
-            let decided = renewal.decide(&command, after_expiry());
-            if command_allowed(from, &command) {
+            let decided = renewal
+                .when(command, after_expiry())
+                .case(format!("on {from}"));
+            if is_allowed {
                 allowed += 1;
                 assert!(
                     lifecycle(from).contains(&to),
                     "the test's table allows {from} → {to}"
                 );
-                let events =
-                    decided.unwrap_or_else(|e| panic!("{command:?} on {from} was refused: {e}"));
-                let after = events.iter().fold(renewal.clone(), |r, e| r.evolve(e));
-                assert_eq!(after.status, Some(to), "{command:?} on {from}");
-                assert_eq!(after, fold::<Renewal>(history(from).iter().chain(&events)));
+                let then = decided.then_ok();
+                assert_eq!(then.state().status, Some(to), "on {from}");
+                assert_eq!(
+                    then.state(),
+                    &fold::<Renewal>(then.history()),
+                    "evolving the new events equals replaying the whole history"
+                );
             } else {
                 refused += 1;
-                let error = decided.expect_err("refused");
-                let expected = match command {
-                    RenewalCommand::Resubmit => RenewalError::NotRejected { status: from },
-                    _ => RenewalError::TransitionRefused { from, to },
-                };
-                assert_eq!(error, expected, "{command:?} on {from}");
-                let message = error.to_string();
+                let message = decided.then_err(expected_refusal).to_string();
                 assert!(
                     message.contains(&names_state_and_allowed(from)),
-                    "{command:?} on {from}: {message:?} should say {:?}",
+                    "on {from}: {message:?} should say {:?}",
                     names_state_and_allowed(from)
                 );
             }
@@ -721,47 +676,42 @@ fn every_state_and_transition_command_is_allowed_or_refused_naming_the_state_and
 #[test]
 fn a_refused_transition_says_where_the_renewal_is_and_where_it_may_go() {
     assert_eq!(
-        in_state(NotStarted)
-            .decide(&RenewalCommand::File, today())
-            .map_err(|e| e.to_string()),
-        Err(
-            "a renewal cannot go from not_started to filed; from not_started it may go to: \
-             in_progress, expired, cancelled"
-                .to_owned()
-        )
+        past(NotStarted)
+            .when(RenewalCommand::File, today())
+            .then_refused()
+            .to_string(),
+        "a renewal cannot go from not_started to filed; from not_started it may go to: \
+         in_progress, expired, cancelled"
     );
     assert_eq!(
-        in_state(Approved)
-            .decide(&cancel(), today())
-            .map_err(|e| e.to_string()),
-        Err(
-            "a renewal cannot go from approved to cancelled; from approved it may go to: \
-             none (it is closed)"
-                .to_owned()
-        )
+        past(Approved)
+            .when(cancel(), today())
+            .then_refused()
+            .to_string(),
+        "a renewal cannot go from approved to cancelled; from approved it may go to: \
+         none (it is closed)"
     );
 }
 
 #[test]
 fn renewal_cannot_be_approved_or_rejected_before_review() {
     for from in [NotStarted, InProgress, Filed, Rejected] {
-        assert_eq!(
-            in_state(from).decide(&RenewalCommand::Approve { new_expiry: None }, today()),
-            Err(RenewalError::TransitionRefused { from, to: Approved })
-        );
-        assert_eq!(
-            in_state(from).decide(&reject(), today()),
-            Err(RenewalError::TransitionRefused { from, to: Rejected })
-        );
+        past(from)
+            .when(RenewalCommand::Approve { new_expiry: None }, today())
+            .then_err(RenewalError::TransitionRefused { from, to: Approved });
+        past(from)
+            .when(reject(), today())
+            .then_err(RenewalError::TransitionRefused { from, to: Rejected });
     }
 }
 
 #[test]
 fn only_a_rejected_renewal_can_be_resubmitted() {
     for status in RenewalStatus::ALL.into_iter().filter(|s| *s != Rejected) {
-        let refused = in_state(status).decide(&RenewalCommand::Resubmit, today());
-        assert_eq!(refused, Err(RenewalError::NotRejected { status }));
-        let message = refused.expect_err("refused").to_string();
+        let message = past(status)
+            .when(RenewalCommand::Resubmit, today())
+            .then_err(RenewalError::NotRejected { status })
+            .to_string();
         assert!(message.contains("only a rejected renewal can be resubmitted"));
         assert!(message.contains(&format!("it is {status}")), "{message}");
         assert!(
@@ -774,9 +724,9 @@ fn only_a_rejected_renewal_can_be_resubmitted() {
 #[test]
 fn a_refused_resubmission_of_a_not_started_renewal_does_not_contradict_itself() {
     // in_progress *is* allowed from not_started (by Start); the refusal must not claim otherwise.
-    let message = in_state(NotStarted)
-        .decide(&RenewalCommand::Resubmit, today())
-        .expect_err("refused")
+    let message = past(NotStarted)
+        .when(RenewalCommand::Resubmit, today())
+        .then_refused()
         .to_string();
     assert!(
         !message.contains("cannot go from not_started to in_progress"),
@@ -788,10 +738,9 @@ fn a_refused_resubmission_of_a_not_started_renewal_does_not_contradict_itself() 
 fn the_expiry_check_comes_after_the_state_check() {
     // A closed renewal is refused as closed, not as "not yet expired".
     for from in CLOSED_STATES {
-        assert_eq!(
-            in_state(from).decide(&RenewalCommand::Expire, today()),
-            Err(RenewalError::TransitionRefused { from, to: Expired })
-        );
+        past(from)
+            .when(RenewalCommand::Expire, today())
+            .then_err(RenewalError::TransitionRefused { from, to: Expired });
     }
 }
 
@@ -814,12 +763,12 @@ fn a_closed_renewal_refuses_every_command() {
         cancel(),
     ];
     for status in CLOSED_STATES {
-        let renewal = in_state(status);
+        let renewal = past(status);
         for command in &commands {
-            assert!(
-                renewal.decide(command, after_expiry()).is_err(),
-                "{command:?} on a {status} renewal"
-            );
+            renewal
+                .when(command.clone(), after_expiry())
+                .case(format!("on a {status} renewal"))
+                .then_refused();
         }
     }
 }
@@ -970,21 +919,17 @@ fn checklist_keys_are_unique_and_due_dates_follow_the_expiry() {
 
 #[test]
 fn completing_an_item_on_a_not_started_renewal_also_starts_it() {
-    let renewal = in_state(NotStarted);
-    let events = renewal
-        .decide(&complete("gather_documents"), today())
-        .expect("completing starts the renewal");
-    assert_eq!(
-        events,
-        [
+    let then = past(NotStarted)
+        .when(complete("gather_documents"), today())
+        .case("completing starts the renewal")
+        .then([
             RenewalEvent::RenewalStarted { at: today() },
             RenewalEvent::ChecklistItemCompleted {
                 item: "gather_documents".into(),
                 at: today(),
             },
-        ]
-    );
-    let renewal = events.iter().fold(renewal, |r, e| r.evolve(e));
+        ]);
+    let renewal = then.state();
     assert_eq!(renewal.status, Some(InProgress));
     assert_eq!(renewal.started_at, Some(today()));
     assert_eq!(
@@ -995,80 +940,66 @@ fn completing_an_item_on_a_not_started_renewal_also_starts_it() {
 
 #[test]
 fn completing_an_item_on_an_in_progress_renewal_only_completes_it() {
-    let renewal = given(&[
+    Renewal::given([
         initiated(&licence()),
         RenewalEvent::RenewalStarted { at: today() },
-    ]);
-    assert_eq!(
-        renewal.decide(&complete("background_check"), today()),
-        Ok(vec![RenewalEvent::ChecklistItemCompleted {
-            item: "background_check".into(),
-            at: today(),
-        }])
-    );
+    ])
+    .when(complete("background_check"), today())
+    .then([RenewalEvent::ChecklistItemCompleted {
+        item: "background_check".into(),
+        at: today(),
+    }]);
 }
 
 #[test]
 fn a_rejected_renewal_still_accepts_checklist_items_and_stays_rejected() {
-    let renewal = in_state(Rejected);
-    let after = apply(&renewal, &complete("background_check"), today()).expect("allowed");
-    assert_eq!(after.status, Some(Rejected));
-    assert!(after.is_completed("background_check"));
+    let then = past(Rejected)
+        .when(complete("background_check"), today())
+        .then_ok();
+    assert_eq!(then.state().status, Some(Rejected));
+    assert!(then.state().is_completed("background_check"));
 }
 
 #[test]
 fn completing_an_unknown_item_is_refused() {
-    let renewal = in_state(InProgress);
+    let renewal = past(InProgress);
     for item in ["dea_form_224a", "SUBMIT", "", "submit "] {
-        let refused = renewal.decide(&complete(item), today());
-        assert_eq!(
-            refused,
-            Err(RenewalError::UnknownItem { item: item.into() }),
-            "a licence has no item {item:?}"
-        );
-        assert!(refused
-            .expect_err("refused")
-            .to_string()
-            .contains(&format!("{item:?}")));
+        let refusal = renewal
+            .when(complete(item), today())
+            .case(format!("a licence has no item {item:?}"))
+            .then_err(RenewalError::UnknownItem { item: item.into() });
+        assert!(refusal.to_string().contains(&format!("{item:?}")));
     }
     // A not-started renewal is not started by an unknown item.
-    assert_eq!(
-        in_state(NotStarted).decide(&complete("nope"), today()),
-        Err(RenewalError::UnknownItem {
-            item: "nope".into()
-        })
-    );
+    past(NotStarted)
+        .when(complete("nope"), today())
+        .then_err(RenewalError::UnknownItem {
+            item: "nope".into(),
+        });
 }
 
 #[test]
 fn an_unknown_item_is_named_in_the_error_but_cut_to_64_characters() {
     let long = "x".repeat(500);
-    assert_eq!(
-        in_state(InProgress).decide(&complete(&long), today()),
-        Err(RenewalError::UnknownItem {
-            item: "x".repeat(64)
-        })
-    );
+    past(InProgress)
+        .when(complete(&long), today())
+        .then_err(RenewalError::UnknownItem {
+            item: "x".repeat(64),
+        });
 }
 
 #[test]
 fn an_item_cannot_be_completed_twice() {
-    let renewal = given(&[
+    let refusal = Renewal::given([
         initiated(&licence()),
         RenewalEvent::RenewalStarted { at: today() },
         completed("complete_cme"),
-    ]);
-    let refused = renewal.decide(&complete("complete_cme"), today());
-    assert_eq!(
-        refused,
-        Err(RenewalError::ItemAlreadyComplete {
-            item: "complete_cme".into()
-        })
-    );
-    assert!(refused
-        .expect_err("refused")
-        .to_string()
-        .contains("complete_cme"));
+    ])
+    .when(complete("complete_cme"), today())
+    .then_err(RenewalError::ItemAlreadyComplete {
+        item: "complete_cme".into(),
+    });
+    assert!(refusal.to_string().contains("complete_cme"));
 }
 
 #[test]
@@ -1088,12 +1019,10 @@ fn a_repeated_completion_event_is_recorded_once() {
 #[test]
 fn checklist_items_cannot_be_completed_once_filed_or_closed() {
     for status in [Filed, UnderReview, Approved, Expired, Cancelled] {
-        let refused = in_state(status).decide(&complete("background_check"), today());
-        assert_eq!(refused, Err(RenewalError::ChecklistClosed { status }));
-        assert!(refused
-            .expect_err("refused")
-            .to_string()
-            .contains(&format!("it is {status}")));
+        let refusal = past(status)
+            .when(complete("background_check"), today())
+            .then_err(RenewalError::ChecklistClosed { status });
+        assert!(refusal.to_string().contains(&format!("it is {status}")));
     }
 }
 
@@ -1110,10 +1039,10 @@ fn approved_by_default(kind: CredentialKind, jurisdiction: &str, expiry: NaiveDa
     events.extend(all_required_completed(&f));
     events.push(RenewalEvent::RenewalFiled { at: today() });
     events.push(RenewalEvent::RenewalReviewStarted { at: today() });
-    let decided = given(&events)
-        .decide(&RenewalCommand::Approve { new_expiry: None }, today())
-        .expect("approve");
-    match decided.as_slice() {
+    let then = Renewal::given(events)
+        .when(RenewalCommand::Approve { new_expiry: None }, today())
+        .then_ok();
+    match then.events() {
         [RenewalEvent::RenewalApproved { new_expiry, .. }] => *new_expiry,
         other => panic!("unexpected events {other:?}"),
     }
@@ -1184,30 +1113,28 @@ fn the_next_cycle_from_the_end_of_february_stays_in_february() {
 #[test]
 fn approval_refuses_a_new_expiry_that_is_not_after_the_current_one() {
     for new_expiry in [expiry(), expiry() - days(1), date(2020, 1, 1)] {
-        let refused = in_state(UnderReview).decide(
-            &RenewalCommand::Approve {
-                new_expiry: Some(new_expiry),
-            },
-            today(),
-        );
-        assert_eq!(
-            refused,
-            Err(RenewalError::NewExpiryNotLater {
+        let message = past(UnderReview)
+            .when(
+                RenewalCommand::Approve {
+                    new_expiry: Some(new_expiry),
+                },
+                today(),
+            )
+            .then_err(RenewalError::NewExpiryNotLater {
                 expiry: expiry(),
                 new_expiry,
             })
-        );
-        let message = refused.expect_err("refused").to_string();
+            .to_string();
         assert!(message.contains(&new_expiry.to_string()) && message.contains("2026-06-30"));
     }
-    assert!(in_state(UnderReview)
-        .decide(
-            &RenewalCommand::Approve {
-                new_expiry: Some(expiry() + days(1))
+    past(UnderReview)
+        .when(
+            RenewalCommand::Approve {
+                new_expiry: Some(expiry() + days(1)),
             },
-            today()
+            today(),
         )
-        .is_ok());
+        .then_ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1250,9 +1177,9 @@ fn in_progress_counts_ten_plus_sixty_times_the_share_of_required_items_done() {
 
 #[test]
 fn a_rejected_renewal_counts_progress_like_an_in_progress_one() {
-    let rejected = in_state(Rejected);
-    let resubmitted = apply(&rejected, &RenewalCommand::Resubmit, today()).expect("resubmit");
-    assert_eq!(rejected.progress(), resubmitted.progress());
+    let rejected = past(Rejected);
+    let resubmitted = rejected.when(RenewalCommand::Resubmit, today()).then_ok();
+    assert_eq!(rejected.state().progress(), resubmitted.state().progress());
 }
 
 #[test]
@@ -1357,11 +1284,13 @@ fn timeline_records_when_each_step_happened() {
 
 #[test]
 fn a_refiled_renewal_estimates_review_from_the_latest_filing() {
-    let rejected = in_state(Rejected);
     let refiled_at = today() + days(20);
-    let renewal = apply(&rejected, &RenewalCommand::Resubmit, refiled_at).expect("resubmit");
-    let renewal = apply(&renewal, &RenewalCommand::File, refiled_at).expect("file");
-    let timeline = renewal.timeline().expect("timeline");
+    let refiled = past(Rejected)
+        .when(RenewalCommand::Resubmit, refiled_at)
+        .then_ok()
+        .and_when(RenewalCommand::File, refiled_at)
+        .then_ok();
+    let timeline = refiled.state().timeline().expect("timeline");
     assert_eq!(timeline.filed_at, Some(refiled_at));
     assert_eq!(
         timeline.estimated_review_complete,

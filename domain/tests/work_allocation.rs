@@ -8,11 +8,11 @@ use domain::allocation::{
     allocate, AllocationDecision, Candidate, Factor, Weights, WeightsInput, WorkItem,
 };
 use domain::staff::{GeoPoint, StaffPreferences, TimeSlot, Weekday};
+use domain::testing::{Given, Spec};
 use domain::work_allocation::{
     explain, position, replay, WorkAllocation, WorkAllocationCommand, WorkAllocationError,
     WorkAllocationEvent, WorkKind, WorkRef, MAX_RECORDED,
 };
-use domain::{fold, Aggregate};
 use uuid::Uuid;
 
 const CLIENT: Uuid = Uuid::from_u128(0xC11E);
@@ -104,8 +104,8 @@ fn released(staff_id: Uuid) -> WorkAllocationEvent {
     }
 }
 
-fn given(events: &[WorkAllocationEvent]) -> WorkAllocation {
-    fold::<WorkAllocation>(events)
+fn given(events: &[WorkAllocationEvent]) -> Given<WorkAllocation> {
+    WorkAllocation::given(events.iter().cloned())
 }
 
 fn allocate_command(chosen: Option<Uuid>) -> WorkAllocationCommand {
@@ -142,12 +142,11 @@ fn one_piece_of_work_has_one_allocation_stream() {
 
 #[test]
 fn given_nothing_when_allocating_then_the_decision_is_recorded_with_its_inputs() {
-    let events = given(&[])
-        .decide(&allocate_command(None), now())
-        .expect("allocated");
-    assert_eq!(events, [allocated(None)]);
-    let WorkAllocationEvent::WorkAllocated { decision, .. } = &events[0] else {
-        panic!("not an allocation: {events:?}");
+    let then = given(&[])
+        .when(allocate_command(None), now())
+        .then([allocated(None)]);
+    let [WorkAllocationEvent::WorkAllocated { decision, .. }] = then.events() else {
+        panic!("not an allocation: {:?}", then.events());
     };
     // With skills weighted highest the fully skilled candidate wins despite the distance.
     assert_eq!(decision.chosen, SKILLED);
@@ -157,7 +156,7 @@ fn given_nothing_when_allocating_then_the_decision_is_recorded_with_its_inputs()
     assert_eq!(chosen.factor(Factor::SkillMatch).value, 1.0);
     assert!((chosen.factor(Factor::TravelDistance).value - 0.5).abs() < 0.01);
 
-    let state = given(&events);
+    let state = then.state();
     assert!(state.active);
     assert_eq!(state.current_staff(), Some(SKILLED));
     assert_eq!(state.work, Some(CASE));
@@ -167,23 +166,21 @@ fn given_nothing_when_allocating_then_the_decision_is_recorded_with_its_inputs()
 
 #[test]
 fn given_an_active_allocation_when_allocating_again_then_it_is_refused_naming_the_holder() {
-    assert_eq!(
-        given(&[allocated(None)]).decide(&allocate_command(Some(NEAR)), now()),
-        Err(WorkAllocationError::AlreadyAllocated { staff_id: SKILLED })
-    );
+    given(&[allocated(None)])
+        .when(allocate_command(Some(NEAR)), now())
+        .then_err(WorkAllocationError::AlreadyAllocated { staff_id: SKILLED });
 }
 
 #[test]
 fn given_a_released_allocation_when_allocating_again_then_the_work_is_allocated_anew() {
-    let state = given(&[allocated(None), released(SKILLED)]);
+    let released = given(&[allocated(None), released(SKILLED)]);
+    let state = released.state();
     assert!(!state.active);
     assert_eq!(state.current_staff(), None);
     assert_eq!(state.release_reason.as_deref(), Some("visit done"));
 
-    let events = state
-        .decide(&allocate_command(Some(NEAR)), now())
-        .expect("allocated again");
-    let state = events.iter().fold(state, |s, e| s.evolve(e));
+    let then = released.when(allocate_command(Some(NEAR)), now()).then_ok();
+    let state = then.state();
     assert_eq!(state.current_staff(), Some(NEAR));
     assert_eq!(state.allocations, 2);
     assert_eq!(state.released_at, None, "the new allocation stands");
@@ -191,49 +188,50 @@ fn given_a_released_allocation_when_allocating_again_then_the_work_is_allocated_
 
 #[test]
 fn given_an_active_allocation_when_releasing_then_the_holder_and_the_reason_are_recorded() {
-    let events = given(&[allocated(None)])
-        .decide(&release("  visit   done "), now() + Duration::hours(3))
-        .expect("released");
-    assert_eq!(events, [released(SKILLED)]);
+    given(&[allocated(None)])
+        .when(release("  visit   done "), now() + Duration::hours(3))
+        .then([released(SKILLED)]);
 }
 
 #[test]
 fn releasing_work_never_allocated_already_released_or_without_a_reason_is_refused() {
-    assert_eq!(
-        given(&[]).decide(&release("done"), now()),
-        Err(WorkAllocationError::NotFound)
-    );
-    assert_eq!(
-        given(&[allocated(None), released(SKILLED)]).decide(&release("done"), now()),
-        Err(WorkAllocationError::NotAllocated)
-    );
-    assert!(matches!(
-        given(&[allocated(None)]).decide(&release("   "), now()),
-        Err(WorkAllocationError::InvalidField {
-            field: "reason",
-            ..
-        })
-    ));
-    assert!(matches!(
-        given(&[allocated(None)]).decide(&release(&"x".repeat(501)), now()),
-        Err(WorkAllocationError::InvalidField {
-            field: "reason",
-            ..
-        })
-    ));
+    given(&[])
+        .when(release("done"), now())
+        .then_err(WorkAllocationError::NotFound);
+    given(&[allocated(None), released(SKILLED)])
+        .when(release("done"), now())
+        .then_err(WorkAllocationError::NotAllocated);
+    for reason in ["   ".to_owned(), "x".repeat(501)] {
+        let refusal = given(&[allocated(None)])
+            .when(release(&reason), now())
+            .then_refused();
+        assert!(
+            matches!(
+                refusal,
+                WorkAllocationError::InvalidField {
+                    field: "reason",
+                    ..
+                }
+            ),
+            "{refusal:?}"
+        );
+    }
 }
 
 #[test]
 fn a_decision_that_does_not_hold_together_is_refused_naming_what_is_wrong() {
-    let field_of = |decision: AllocationDecision| match given(&[]).decide(
-        &WorkAllocationCommand::Allocate {
-            work: CASE,
-            decision,
-        },
-        now(),
-    ) {
-        Err(WorkAllocationError::InvalidField { field, .. }) => field,
-        other => panic!("not refused: {other:?}"),
+    let field_of = |decision: AllocationDecision| match given(&[])
+        .when(
+            WorkAllocationCommand::Allocate {
+                work: CASE,
+                decision,
+            },
+            now(),
+        )
+        .then_refused()
+    {
+        WorkAllocationError::InvalidField { field, .. } => field,
+        other => panic!("refused for another reason: {other:?}"),
     };
     let mut outsider = decision(None);
     outsider.chosen = Uuid::from_u128(0xFFFF);
@@ -268,13 +266,12 @@ fn an_allocation_stream_holds_one_piece_of_work() {
         work: other,
         decision: decision(None),
     };
-    assert_eq!(
-        given(&[allocated(None), released(SKILLED)]).decide(&command, now()),
-        Err(WorkAllocationError::OtherWork {
+    given(&[allocated(None), released(SKILLED)])
+        .when(command, now())
+        .then_err(WorkAllocationError::OtherWork {
             recorded: CASE,
-            requested: other
-        })
-    );
+            requested: other,
+        });
 }
 
 #[test]

@@ -16,7 +16,12 @@
 //! - [`staffing`]: staff members, allocations of work to them, workloads and ranking candidates.
 //! - [`practices`]: practices, locations, members, and the practice reports.
 //! - [`workqueue`]: departments, queues and grants, tasks with their history, cases with their
-//!   routing history; queue views, my tasks, the dashboard and the SLA report.
+//!   routing history; queue views, my tasks, the dashboard and the SLA report. Split by concern:
+//!   its tables (`schema`), the event-to-row logic (`apply`), the queries and rows (`queries`).
+//!
+//! Each read model has specifications in `tests/read_models.rs`: typed domain events appended
+//! to a fresh database, the model run through its runtime, then its queries' rows asserted
+//! (the harness is `tests/support`).
 //!
 //! Read models live in the `read_models` schema, which the `caseledger_analyst` role may read.
 
