@@ -53,6 +53,7 @@ pub struct Config {
     /// Seconds a webhook receiver may take to answer before the attempt counts as failed.
     #[arg(
         long = "webhook-timeout-secs",
+        value_name = "SECONDS",
         env = "CASELEDGER_WEBHOOK_TIMEOUT_SECS",
         default_value = "10",
         value_parser = parse_seconds

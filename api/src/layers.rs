@@ -22,6 +22,7 @@ pub struct HttpConfig {
     #[arg(
         id = "request_timeout_secs",
         long = "request-timeout-secs",
+        value_name = "SECONDS",
         env = "CASELEDGER_REQUEST_TIMEOUT_SECS",
         default_value = "30",
         value_parser = crate::config::parse_seconds
@@ -31,6 +32,7 @@ pub struct HttpConfig {
     #[arg(
         id = "body_limit_bytes",
         long = "body-limit-bytes",
+        value_name = "BYTES",
         env = "CASELEDGER_BODY_LIMIT_BYTES",
         default_value_t = 1024 * 1024
     )]
