@@ -261,11 +261,14 @@ async fn when_the_server_running_a_projection_dies_the_other_takes_over() -> any
     };
     append(200).await?;
 
-    // Which server leads? The backend holding the runner lock carries its process id.
+    // Which server leads? The backend holding the runner lock carries its process id. Advisory
+    // locks are per database and other tests' servers share this PostgreSQL, so only this
+    // test's database counts.
     let leader: String = sqlx::query_scalar(
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid \
-           AND l.objid = (hashtext('stream_catalogue')::bigint & 4294967295)::oid",
+           AND l.objid = (hashtext('stream_catalogue')::bigint & 4294967295)::oid \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .bind(i64::from(projections::checkpoint::RUNNER_LOCK))
     .fetch_one(&pool)
