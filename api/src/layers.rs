@@ -14,15 +14,56 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, Problem};
 
-/// Settings of the HTTP layers.
-#[derive(Debug, Clone)]
+/// Settings of the HTTP layers; part of [`crate::config::Config`].
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct HttpConfig {
-    /// Longest a handler may take to produce its response (streamed bodies may go on longer).
+    /// Seconds a request may take before it is answered with a timeout (streamed bodies may go
+    /// on longer).
+    #[arg(
+        id = "request_timeout_secs",
+        long = "request-timeout-secs",
+        value_name = "SECONDS",
+        env = "CASELEDGER_REQUEST_TIMEOUT_SECS",
+        default_value = "30",
+        value_parser = crate::config::parse_seconds
+    )]
     pub timeout: Duration,
-    /// Largest request body accepted.
+    /// Largest request body accepted, in bytes.
+    #[arg(
+        id = "body_limit_bytes",
+        long = "body-limit-bytes",
+        value_name = "BYTES",
+        env = "CASELEDGER_BODY_LIMIT_BYTES",
+        default_value_t = 1024 * 1024
+    )]
     pub body_limit: usize,
-    /// Browser origins allowed to call the API; none means same-origin only.
-    pub cors_origins: Vec<HeaderValue>,
+    /// Browser origins allowed to call the API (comma-separated); none = same-origin only.
+    #[arg(
+        long,
+        env = "CASELEDGER_CORS_ORIGINS",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = parse_origins
+    )]
+    pub cors_origins: Origins,
+}
+
+/// Browser origins allowed to call the API; none means same-origin only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Origins(pub Vec<HeaderValue>);
+
+/// Comma-separated origins; empty entries are ignored, so an empty value means none.
+fn parse_origins(value: &str) -> Result<Origins, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            HeaderValue::from_str(o)
+                .map_err(|_| format!("CORS origin {o:?} is not a valid header value"))
+        })
+        .collect::<Result<_, _>>()
+        .map(Origins)
 }
 
 impl Default for HttpConfig {
@@ -30,7 +71,7 @@ impl Default for HttpConfig {
         Self {
             timeout: Duration::from_secs(30),
             body_limit: 1024 * 1024,
-            cors_origins: Vec::new(),
+            cors_origins: Origins::default(),
         }
     }
 }
@@ -38,7 +79,7 @@ impl Default for HttpConfig {
 pub fn wrap(routes: Router, http: &HttpConfig) -> Router {
     let timeout = http.timeout;
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(http.cors_origins.clone()))
+        .allow_origin(AllowOrigin::list(http.cors_origins.0.clone()))
         .allow_methods(tower_http::cors::Any)
         .allow_headers(tower_http::cors::Any)
         .expose_headers([header::HeaderName::from_static("x-request-id")]);

@@ -7,19 +7,18 @@
 //! - [`error`]: [`error::ApiError`], the one mapping from failures to problem+json responses.
 //! - [`db`]: connecting, creating the database if missing, migrating, and the clear message when
 //!   no server answers.
-//! - [`rng`]: the seeded generator behind demo and benchmark data.
+//! - [`config`]: the server's configuration, one typed struct from flags and environment, which
+//!   [`AppState::new`] is built from.
 //! - [`notify`]: notification channels (signed webhook, log).
-//! - [`demo`]: `caseledger demo`, the seed's scale of credentialing data.
 //! - [`jobs`]: the scheduled jobs (renewal scan, renewal expiry) on the shared job runner.
-//! - [`bench`]: `caseledger bench ...`, the benchmarks.
-//! - `main.rs`: the command line (`serve`, `migrate`, `bench`).
+//! - `main.rs`: the command line (`serve`, `migrate`, `users`, `projections`). Demo data and
+//!   benchmarks are another binary, `caseledger-tools` (the `tools` crate).
 
 pub mod as_of;
 pub mod auth;
-pub mod bench;
+pub mod config;
 pub mod consistency;
 pub mod db;
-pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod jobs;
@@ -28,7 +27,6 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod permissions;
-pub mod rng;
 pub mod routes;
 
 use std::time::Duration;
@@ -67,7 +65,8 @@ pub struct AppState {
     pub work: std::sync::Arc<commands::workqueue::WorkQueues>,
     /// What the jobs work with (the notification channel among it).
     pub job_deps: jobs::JobDeps,
-    /// Whether this process runs the job scheduler (shown at `GET /jobs`).
+    /// Whether this process runs the job scheduler (shown at `GET /jobs`): `serve` starts it
+    /// unless configured not to.
     pub scheduler_running: bool,
     /// Staff members' profiles and availability.
     pub staff: std::sync::Arc<commands::CommandHandler<domain::staff::StaffMember>>,
@@ -75,8 +74,7 @@ pub struct AppState {
     pub allocations:
         std::sync::Arc<commands::CommandHandler<domain::work_allocation::WorkAllocation>>,
     /// The allocation weights ranking uses unless a request gives its own
-    /// (`CASELEDGER_ALLOCATION_WEIGHTS` under `serve`; [`domain::allocation::Weights::DEFAULT`]
-    /// otherwise).
+    /// ([`config::Config::allocation_weights`]).
     pub allocation_weights: domain::allocation::Weights,
     /// The staff members ranking reads, kept while the staffing read model does not change.
     pub candidates: std::sync::Arc<projections::staffing::CandidateCache>,
@@ -86,14 +84,28 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State with the wall clock.
-    pub fn new(store: EventStore) -> Self {
-        Self::with_clock(store, std::sync::Arc::new(commands::SystemClock))
+    /// State as `config` says, whose time (session expiry, lockouts, due dates) comes from
+    /// `clock`. Notifications go where the configuration's webhook settings say.
+    pub fn new(
+        store: EventStore,
+        clock: std::sync::Arc<dyn commands::Clock>,
+        config: &config::Config,
+    ) -> Result<Self, config::ConfigError> {
+        Self::with_channel(store, clock, config, config.channel()?)
     }
 
-    /// State whose time (session expiry, lockouts) comes from `clock`.
-    pub fn with_clock(store: EventStore, clock: std::sync::Arc<dyn commands::Clock>) -> Self {
-        let auth = auth::Auth::new(store.clone(), clock.clone());
+    /// As [`AppState::new`], with notifications sent through `channel` instead (tests give a
+    /// channel of their own).
+    pub fn with_channel(
+        store: EventStore,
+        clock: std::sync::Arc<dyn commands::Clock>,
+        config: &config::Config,
+        channel: notify::Channel,
+    ) -> Result<Self, config::ConfigError> {
+        let mut auth = auth::Auth::new(store.clone(), clock.clone());
+        if let Some(limit) = config.login_limit {
+            auth = auth.with_login_limits(limit, limit);
+        }
         let credentialing = std::sync::Arc::new(commands::credentialing::Credentialing::new(
             store.clone(),
             clock.clone(),
@@ -113,15 +125,16 @@ impl AppState {
                 store.clone(),
                 clock.clone(),
             )),
-            channel: std::sync::Arc::new(notify::Channel::Log),
-            contact: DEFAULT_CONTACT.to_owned(),
+            channel: std::sync::Arc::new(channel),
+            contact: config.notification_contact.clone(),
             work: work.clone(),
         };
         let jobs = commands::jobs::JobRunner::new(
             store.pool().clone(),
             clock.clone(),
             jobs::all(&job_deps),
-        );
+        )
+        .with_intervals(config.job_intervals.0.clone())?;
         let staff =
             std::sync::Arc::new(commands::CommandHandler::new(store.clone(), clock.clone()));
         let allocations =
@@ -131,11 +144,11 @@ impl AppState {
             projections::all(),
             projections::RuntimeConfig::default(),
         );
-        Self {
+        Ok(Self {
             store,
             projector,
-            read_wait: consistency::WAIT_TIMEOUT,
-            http: layers::HttpConfig::default(),
+            read_wait: config.read_wait,
+            http: config.http.clone(),
             auth,
             metrics: metrics::Metrics::default(),
             clock,
@@ -144,30 +157,13 @@ impl AppState {
             job_deps,
             practices,
             work,
-            scheduler_running: false,
+            scheduler_running: !config.no_scheduler,
             staff,
             allocations,
-            allocation_weights: domain::allocation::Weights::DEFAULT,
+            allocation_weights: config.allocation_weights,
             candidates: std::sync::Arc::default(),
             shutting_down: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
-        }
-    }
-}
-
-/// The contact line of notifications unless configured.
-pub const DEFAULT_CONTACT: &str = "Contact the credentialing team for assistance.";
-
-impl AppState {
-    /// The same state with notifications sent through `channel`, ending with `contact`.
-    pub fn with_notifications(mut self, channel: notify::Channel, contact: String) -> Self {
-        self.job_deps.channel = std::sync::Arc::new(channel);
-        self.job_deps.contact = contact;
-        self.jobs = commands::jobs::JobRunner::new(
-            self.store.pool().clone(),
-            self.clock.clone(),
-            jobs::all(&self.job_deps),
-        );
-        self
+        })
     }
 }
 

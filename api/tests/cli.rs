@@ -261,11 +261,14 @@ async fn when_the_server_running_a_projection_dies_the_other_takes_over() -> any
     };
     append(200).await?;
 
-    // Which server leads? The backend holding the runner lock carries its process id.
+    // Which server leads? The backend holding the runner lock carries its process id. Advisory
+    // locks are per database and other tests' servers share this PostgreSQL, so only this
+    // test's database counts.
     let leader: String = sqlx::query_scalar(
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid \
-           AND l.objid = (hashtext('stream_catalogue')::bigint & 4294967295)::oid",
+           AND l.objid = (hashtext('stream_catalogue')::bigint & 4294967295)::oid \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .bind(i64::from(projections::checkpoint::RUNNER_LOCK))
     .fetch_one(&pool)
@@ -366,5 +369,110 @@ async fn sigterm_ends_live_feeds_and_stops_the_server_cleanly() -> anyhow::Resul
     };
     assert!(status.success(), "exit status {status}");
     drop(feed);
+    drop_database(&name).await
+}
+
+#[test]
+fn the_server_binary_offers_no_demo_or_benchmarks() -> anyhow::Result<()> {
+    let out = Command::new(BIN).arg("--help").output()?;
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("serve"), "{help}");
+    for tool in ["bench", "demo"] {
+        assert!(
+            !help.lines().any(|l| l.trim_start().starts_with(tool)),
+            "{tool} is listed: {help}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn every_configuration_problem_is_reported_before_the_database_is_touched() -> anyhow::Result<()> {
+    // No server answers at this URL: getting past validation would fail differently.
+    let out = Command::new(BIN)
+        .env_remove("CASELEDGER_DATABASE_URL")
+        .arg("serve")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/caseledger")
+        .env("CASELEDGER_WEBHOOK_URL", "https://hooks.example/in")
+        .env_remove("CASELEDGER_WEBHOOK_SECRET")
+        .env("CASELEDGER_ADMIN_USERNAME", "root")
+        .env_remove("CASELEDGER_ADMIN_PASSWORD")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CASELEDGER_WEBHOOK_SECRET"), "{stderr}");
+    assert!(stderr.contains("CASELEDGER_ADMIN_PASSWORD"), "{stderr}");
+    assert!(!stderr.contains("no PostgreSQL server answers"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_malformed_setting_in_the_environment_is_refused_at_start() -> anyhow::Result<()> {
+    let out = Command::new(BIN)
+        .env_remove("CASELEDGER_DATABASE_URL")
+        .arg("serve")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/caseledger")
+        .env("CASELEDGER_JOB_INTERVALS", "renewal-scan=soon")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--job-intervals") && stderr.contains("\"soon\""),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// Whether the server started with `CASELEDGER_NO_SCHEDULER=value` says it runs the scheduler.
+async fn scheduler_running_with(url: &str, value: &str) -> anyhow::Result<bool> {
+    let port = free_port()?;
+    let _server = Child(
+        Command::new(BIN)
+            .env_remove("CASELEDGER_DATABASE_URL")
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", url)
+            .env("CASELEDGER_NO_SCHEDULER", value)
+            .env("CASELEDGER_ADMIN_USERNAME", "boss")
+            .env("CASELEDGER_ADMIN_PASSWORD", "B0ss-password!")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_healthy(port).await?;
+    let client = reqwest::Client::new();
+    let session: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{port}/auth/login"))
+        .json(&serde_json::json!({"username": "boss", "password": "B0ss-password!"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let jobs: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{port}/jobs"))
+        .bearer_auth(session["token"].as_str().unwrap_or_default())
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    jobs["scheduler_running"]
+        .as_bool()
+        .ok_or_else(|| anyhow::anyhow!("no scheduler_running in {jobs}"))
+}
+
+#[tokio::test]
+async fn the_no_scheduler_variable_takes_one_and_zero_as_well_as_true_and_false(
+) -> anyhow::Result<()> {
+    let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
+    let url = url_for(&name)?;
+    for (value, running) in [("1", false), ("0", true), ("true", false), ("false", true)] {
+        assert_eq!(
+            scheduler_running_with(&url, value).await?,
+            running,
+            "CASELEDGER_NO_SCHEDULER={value}"
+        );
+    }
     drop_database(&name).await
 }

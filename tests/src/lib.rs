@@ -155,18 +155,25 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<Te
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
     let store = EventStore::new(pool);
-    let mut state = match options.clock.clone() {
-        Some(clock) => AppState::with_clock(store.clone(), clock),
-        None => AppState::new(store.clone()),
+    let config = api::config::Config {
+        read_wait: options.read_wait,
+        login_limit: options.login_limit,
+        http: api::layers::HttpConfig {
+            timeout: options.request_timeout,
+            ..api::layers::HttpConfig::default()
+        },
+        // Tests run jobs on request; no scheduler runs here.
+        no_scheduler: true,
+        ..api::config::Config::default()
     };
-    if let Some(channel) = options.channel.clone() {
-        state = state.with_notifications(channel, api::DEFAULT_CONTACT.to_owned());
-    }
-    state.read_wait = options.read_wait;
-    if let Some(limit) = options.login_limit {
-        state.auth = state.auth.clone().with_login_limits(limit, limit);
-    }
-    state.http.timeout = options.request_timeout;
+    let clock = options
+        .clock
+        .clone()
+        .unwrap_or_else(|| Arc::new(commands::SystemClock));
+    let state = match options.channel.clone() {
+        Some(channel) => AppState::with_channel(store.clone(), clock, &config, channel)?,
+        None => AppState::new(store.clone(), clock, &config)?,
+    };
     // As `caseledger serve` does before serving.
     state.projector.create_tables().await?;
     let mut tasks = vec![store.spawn_wakeups()];

@@ -1,4 +1,4 @@
-//! `caseledger bench scan`: the renewal scan over many credentials, some of them due.
+//! `caseledger-tools bench scan`: the renewal scan over many credentials, some of them due.
 //!
 //! Each run loads `credentials` credentials (one physician per ten), `due` of them expiring
 //! within the scan's 90 days and the rest later, lets the read model catch up, and times:
@@ -26,8 +26,8 @@ use domain::physician::{Npi, PhysicianDetails};
 use eventstore::{EventStore, Metadata};
 
 use super::{fresh_database, median};
-use crate::db::Database;
-use crate::jobs::RenewalScan;
+use api::db::Database;
+use api::jobs::RenewalScan;
 
 const DATABASE: &str = "caseledger_bench_scan";
 
@@ -258,7 +258,7 @@ async fn ceiling(pool: &PgPool, n: usize) -> anyhow::Result<Duration> {
                 anyhow::Ok(())
             }
         })
-        .buffer_unordered(crate::jobs::SCAN_CONCURRENCY)
+        .buffer_unordered(api::jobs::SCAN_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
     let elapsed = started.elapsed();

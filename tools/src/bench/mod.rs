@@ -1,4 +1,4 @@
-//! `caseledger bench ...`: benchmarks, each against a baseline measured in the same run.
+//! `caseledger-tools bench ...`: benchmarks, each against a baseline measured in the same run.
 //!
 //! This kind of machine is shared and noisy, so every figure comes with a baseline taken in the
 //! same run on the same data, and each scenario reports the median of several runs.
@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::PgPool;
 
-use crate::db::Database;
+use api::db::Database;
 
 pub use append::AppendBench;
 

@@ -1,4 +1,4 @@
-//! `caseledger bench append`: the event store's append benchmark.
+//! `caseledger-tools bench append`: the event store's append benchmark.
 //!
 //! Every figure is measured against a baseline taken in the same run, because this kind of
 //! machine is shared and noisy: the ceiling is plain single-row INSERTs into a table with the
@@ -19,7 +19,7 @@ use domain::Aggregate;
 use eventstore::{EventStore, ExpectedVersion, Metadata, NewEvent, StoreError};
 
 use super::{fresh_database, median, ms, percentile};
-use crate::db::Database;
+use api::db::Database;
 
 /// Settings of one benchmark invocation.
 #[derive(Debug, Clone)]

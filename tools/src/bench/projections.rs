@@ -1,4 +1,4 @@
-//! `caseledger bench projections`: how fast a read model rebuilds, how far live read models
+//! `caseledger-tools bench projections`: how fast a read model rebuilds, how far live read models
 //! trail the log, and how much memory a rebuild takes.
 //!
 //! - Rebuild rate: every read model is rebuilt from `events` events of mixed types. The ceiling,
@@ -24,7 +24,7 @@ use eventstore::{Cursor, EventStore, ExpectedVersion, Metadata, NewEvent};
 use projections::{checkpoint, rebuild, runtime, Projection, RuntimeConfig};
 
 use super::{fresh_database, median, ms, percentile};
-use crate::db::Database;
+use api::db::Database;
 
 /// Settings of one benchmark invocation.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! `caseledger bench allocation`: ranking many staff members for one piece of work.
+//! `caseledger-tools bench allocation`: ranking many staff members for one piece of work.
 //!
 //! The database `caseledger_bench_allocation` is recreated and the `staffing` read model's
 //! tables are filled directly (not through commands: the benchmark is about reading and
@@ -42,9 +42,9 @@ use projections::staffing::{self, StaffingModel};
 use projections::Projection;
 
 use super::{fresh_database, median, ms, percentile};
-use crate::db::Database;
 use crate::rng::Rng;
-use crate::AppState;
+use api::db::Database;
+use api::AppState;
 
 const DATABASE: &str = "caseledger_bench_allocation";
 
@@ -350,7 +350,11 @@ async fn bench(pool: &PgPool, opts: &AllocationBench) -> anyhow::Result<Vec<RunR
     );
 
     // The application, as `serve` builds it, with a logged-in staff user.
-    let state = AppState::new(EventStore::new(pool.clone()));
+    let state = AppState::new(
+        EventStore::new(pool.clone()),
+        std::sync::Arc::new(commands::SystemClock),
+        &api::config::Config::default(),
+    )?;
     const PASSWORD: &str = "Bench-passw0rd!";
     state
         .auth
@@ -368,7 +372,7 @@ async fn bench(pool: &PgPool, opts: &AllocationBench) -> anyhow::Result<Vec<RunR
         .login("bench", PASSWORD, false, None)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
-    let app = crate::app(state.clone());
+    let app = api::app(state.clone());
 
     let mut results = Vec::new();
     for run in 1..=opts.runs {

@@ -1,4 +1,4 @@
-//! `caseledger bench claim`: claim-next under many concurrent claimers, against a bare
+//! `caseledger-tools bench claim`: claim-next under many concurrent claimers, against a bare
 //! `FOR UPDATE SKIP LOCKED` loop.
 //!
 //! The database `caseledger_bench_claim` is recreated and filled through the ordinary commands:
@@ -43,8 +43,8 @@ use domain::workqueue::Priority;
 use eventstore::{EventStore, Metadata};
 
 use super::{fresh_database, median, ms, percentile};
-use crate::db::Database;
 use crate::rng::Rng;
+use api::db::Database;
 
 const DATABASE: &str = "caseledger_bench_claim";
 

@@ -1,4 +1,4 @@
-//! `caseledger demo`: the seed's scale of credentialing data (220 physicians, 770 credentials
+//! `caseledger-tools demo`: the seed's scale of credentialing data (220 physicians, 770 credentials
 //! across licences, DEA and CSR registrations in many states, expiries over the next 18 months
 //! and some already past), then the renewal scan, then some renewals moved along so that the
 //! dashboard has every kind of number to show.
@@ -18,7 +18,7 @@ use eventstore::Metadata;
 use projections::credentialing::{self as model, RenewalQuery};
 
 use crate::rng::Rng;
-use crate::AppState;
+use api::AppState;
 
 pub const PHYSICIANS: usize = 220;
 /// One licence, one DEA and one CSR per physician, plus a second-state licence for half.
@@ -129,10 +129,7 @@ pub async fn load(state: &AppState, seed: u64) -> anyhow::Result<DemoReport> {
     }
     caught_up(state).await?;
     state.jobs.register().await?;
-    let run = state
-        .jobs
-        .run_now(crate::jobs::RENEWAL_SCAN, "demo")
-        .await?;
+    let run = state.jobs.run_now(api::jobs::RENEWAL_SCAN, "demo").await?;
     report.scan = run.result.clone();
     caught_up(state).await?;
     // Only on a first load, so that loading again changes nothing.

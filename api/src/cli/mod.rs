@@ -1,0 +1,4 @@
+//! The subcommands of the `caseledger` binary that need more than a few lines.
+
+pub mod projections;
+pub mod serve;
