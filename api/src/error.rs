@@ -7,17 +7,15 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use commands::credentialing::CredentialingError;
 use commands::jobs::JobError;
-use commands::practices::PracticeServiceError;
-use commands::workqueue::WorkQueueError;
+use commands::CommandError;
 use domain::allocation::AllocationError;
-use domain::credential::CredentialError;
-use domain::physician::PhysicianError;
-use domain::renewal::RenewalError;
+use domain::refusal::{ErrorKind, Refusal};
 use domain::staff::StaffError;
 use domain::work_allocation::WorkAllocationError;
 use eventstore::StoreError;
+
+pub use commands::error::{is_transient_conflict, is_unavailable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -45,6 +43,7 @@ pub enum ApiError {
     Forbidden,
     #[error("too many attempts; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
+    /// Refused by a user's aggregate (kind and code from its [`Refusal`]).
     #[error(transparent)]
     User(#[from] domain::user::UserError),
     #[error("this route does not allow that method")]
@@ -65,32 +64,24 @@ pub enum ApiError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Refused by the physician, credential or renewal aggregate.
-    #[error(transparent)]
-    Credentialing(CredentialingError),
     #[error(transparent)]
     Job(JobError),
-    /// Refused by the practice or membership aggregate.
-    #[error(transparent)]
-    Practices(PracticeServiceError),
-    /// Refused by a staff member's aggregate.
-    #[error(transparent)]
-    Staff(StaffError),
-    /// Weights refused, or a ranking that cannot give what was asked.
-    #[error(transparent)]
-    Allocation(AllocationError),
-    /// Refused by a piece of work's allocation.
-    #[error(transparent)]
-    WorkAllocation(WorkAllocationError),
+    /// Any refusal that declares its kind and code: a domain error, or a command service's
+    /// [`CommandError`] (too many conflicts included). Captured when it is converted, so one
+    /// variant serves every service.
+    #[error("{message}")]
+    Refused {
+        kind: ErrorKind,
+        code: &'static str,
+        message: String,
+        details: serde_json::Map<String, serde_json::Value>,
+    },
     /// A request field names a staff member who is not registered.
     #[error("{field}: no staff member {staff_id}")]
     UnknownStaff {
         field: &'static str,
         staff_id: uuid::Uuid,
     },
-    /// Refused by a department, queue, task or case, or by claim-next.
-    #[error(transparent)]
-    WorkQueue(WorkQueueError),
     #[error("the job is still running; follow it at GET /jobs")]
     JobStillRunning,
     /// A resource the read model does not know (yet).
@@ -204,31 +195,7 @@ impl ApiError {
                 "rate_limited",
                 "Too many requests",
             ),
-            ApiError::User(e) => {
-                use domain::user::UserError as U;
-                match e {
-                    U::InvalidUsername { .. } => (
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_username",
-                        "Invalid request",
-                    ),
-                    U::UnknownRole { .. } => (
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "unknown_role",
-                        "Invalid request",
-                    ),
-                    U::WeakPassword { .. } => (
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "weak_password",
-                        "Invalid request",
-                    ),
-                    U::AlreadyExists => (StatusCode::CONFLICT, "user_exists", "Conflict"),
-                    U::NotFound => (StatusCode::NOT_FOUND, "user_not_found", "Not found"),
-                    U::Locked { .. } => (StatusCode::FORBIDDEN, "account_locked", "Forbidden"),
-                    U::Deactivated => (StatusCode::FORBIDDEN, "account_deactivated", "Forbidden"),
-                    U::SameRole { .. } => (StatusCode::CONFLICT, "role_unchanged", "Conflict"),
-                }
-            }
+            ApiError::User(e) => kind_parts(e.kind(), e.code()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -255,9 +222,6 @@ impl ApiError {
                 "internal",
                 "Internal error",
             ),
-            ApiError::Credentialing(e) => credentialing_parts(e),
-            ApiError::Practices(e) => practice_parts(e),
-            ApiError::WorkQueue(e) => work_parts(e),
             ApiError::Job(e) => match e {
                 JobError::UnknownJob(_) => (StatusCode::NOT_FOUND, "unknown_job", "Not found"),
                 JobError::AlreadyRunning(_) => (StatusCode::CONFLICT, "job_running", "Conflict"),
@@ -268,10 +232,8 @@ impl ApiError {
                 ),
             },
             ApiError::JobStillRunning => (StatusCode::ACCEPTED, "job_still_running", "Accepted"),
-            ApiError::Staff(_)
-            | ApiError::Allocation(_)
-            | ApiError::WorkAllocation(_)
-            | ApiError::UnknownStaff { .. } => staffing_parts(self),
+            ApiError::Refused { kind, code, .. } => kind_parts(*kind, code),
+            ApiError::UnknownStaff { .. } => kind_parts(ErrorKind::Invalid, "unknown_staff"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             ApiError::InvalidField { .. } => (
@@ -279,61 +241,15 @@ impl ApiError {
                 "invalid_field",
                 "Invalid request",
             ),
-            ApiError::Store(e) => match e {
-                S::WrongExpectedVersion { .. } => {
-                    (StatusCode::CONFLICT, "wrong_expected_version", "Conflict")
-                }
-                S::StreamTypeMismatch { .. } => {
-                    (StatusCode::CONFLICT, "stream_type_mismatch", "Conflict")
-                }
-                S::CommandIdReused { .. } => {
-                    (StatusCode::CONFLICT, "command_id_reused", "Conflict")
-                }
-                S::StreamNotFound { .. } => {
-                    (StatusCode::NOT_FOUND, "stream_not_found", "Not found")
-                }
-                S::EmptyBatch | S::MissingCommandId => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_batch",
-                    "Invalid request",
-                ),
-                S::BatchTooLarge { .. } => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "batch_too_large",
-                    "Invalid request",
-                ),
-                S::PayloadTooLarge { .. } => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "payload_too_large",
-                    "Invalid request",
-                ),
-                S::PayloadNotObject { .. } => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "payload_not_object",
-                    "Invalid request",
-                ),
-                S::InvalidName { .. } => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_name",
-                    "Invalid request",
-                ),
-                S::InvalidCursor { .. } => {
-                    (StatusCode::BAD_REQUEST, "invalid_cursor", "Bad request")
-                }
-                S::Database(e) if is_unavailable(e) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "Service unavailable",
-                ),
-                S::Database(e) if is_transient_conflict(e) => {
-                    (StatusCode::CONFLICT, "concurrency_conflict", "Conflict")
-                }
-                S::Undecodable { .. } | S::Database(_) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "Internal error",
-                ),
-            },
+            // The one malformed input the store names that is answered 400, like any other
+            // bad query parameter.
+            ApiError::Store(S::InvalidCursor { .. }) => {
+                (StatusCode::BAD_REQUEST, "invalid_cursor", "Bad request")
+            }
+            ApiError::Store(e) => {
+                let (kind, code) = commands::error::store_refusal(e);
+                kind_parts(kind, code)
+            }
         }
     }
 
@@ -342,7 +258,10 @@ impl ApiError {
         let detail = if status.is_server_error()
             && matches!(
                 self,
-                ApiError::Internal(_) | ApiError::Store(_) | ApiError::Job(_)
+                ApiError::Internal(_)
+                    | ApiError::Store(_)
+                    | ApiError::Job(_)
+                    | ApiError::Refused { .. }
             ) {
             "something went wrong on our side; it has been logged".to_owned()
         } else {
@@ -351,260 +270,74 @@ impl ApiError {
         let problem = Problem::new(status, code, title, detail);
         // Machine-readable details a client acts on.
         match self {
-            ApiError::Credentialing(CredentialingError::Renewal(
-                RenewalError::TransitionRefused { from, .. },
-            )) => problem.with_extensions(serde_json::json!({
-                "current_status": from,
-                "allowed": from.allowed_next(),
-            })),
-            ApiError::Credentialing(CredentialingError::Renewal(
-                RenewalError::RequiredItemsOpen { items },
-            )) => problem.with_extensions(serde_json::json!({ "open_items": items })),
-            ApiError::Credentialing(CredentialingError::Credential(
-                CredentialError::RenewalAlreadyOpen { renewal_id }
-                | CredentialError::RenewalStillOpen { renewal_id },
-            )) => problem.with_extensions(serde_json::json!({ "renewal_id": renewal_id })),
-            ApiError::Staff(_)
-            | ApiError::Allocation(_)
-            | ApiError::WorkAllocation(_)
-            | ApiError::UnknownStaff { .. } => staffing_extensions(self, problem),
-            ApiError::WorkQueue(e) => work_extensions(e, problem),
-            ApiError::InvalidField { field, .. } => {
+            ApiError::Refused { details, .. } => problem.with_extensions(details),
+            ApiError::InvalidField { field, .. } | ApiError::UnknownStaff { field, .. } => {
                 problem.with_extensions(serde_json::json!({ "field": field }))
             }
             _ => problem,
         }
     }
-}
 
-fn credentialing_parts(e: &CredentialingError) -> (StatusCode, &'static str, &'static str) {
-    const CONFLICT: (StatusCode, &str) = (StatusCode::CONFLICT, "Conflict");
-    const INVALID: (StatusCode, &str) = (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request");
-    const MISSING: (StatusCode, &str) = (StatusCode::NOT_FOUND, "Not found");
-    let ((status, title), code) = match e {
-        CredentialingError::Physician(p) => match p {
-            PhysicianError::NotFound => (MISSING, "physician_not_found"),
-            PhysicianError::NpiTaken { .. } => (CONFLICT, "npi_taken"),
-            PhysicianError::InvalidField { .. } => (INVALID, "invalid_field"),
-            PhysicianError::AlreadyInactive | PhysicianError::AlreadyActive => {
-                (CONFLICT, "physician_state")
-            }
-            PhysicianError::Unchanged => (CONFLICT, "unchanged"),
-        },
-        CredentialingError::Credential(c) => match c {
-            CredentialError::NotFound => (MISSING, "credential_not_found"),
-            CredentialError::AlreadyRegistered => (CONFLICT, "credential_exists"),
-            CredentialError::UnknownPhysician => (INVALID, "unknown_physician"),
-            CredentialError::PhysicianInactive => (CONFLICT, "physician_inactive"),
-            CredentialError::InvalidNumber | CredentialError::MissingReason => {
-                (INVALID, "invalid_field")
-            }
-            CredentialError::RenewalAlreadyOpen { .. } => (CONFLICT, "renewal_already_open"),
-            CredentialError::Revoked => (CONFLICT, "credential_revoked"),
-            CredentialError::AlreadyExpired { .. } => (CONFLICT, "credential_expired"),
-            CredentialError::NotTheOpenRenewal { .. } => (CONFLICT, "not_the_open_renewal"),
-            CredentialError::NewExpiryNotLater { .. } => (INVALID, "invalid_new_expiry"),
-            CredentialError::SameExpiry { .. } => (CONFLICT, "unchanged"),
-            CredentialError::RenewalStillOpen { .. } => (CONFLICT, "renewal_still_open"),
-            CredentialError::ImplausibleDate { .. } => (INVALID, "invalid_date"),
-        },
-        CredentialingError::Renewal(r) => match r {
-            RenewalError::NotFound => (MISSING, "renewal_not_found"),
-            RenewalError::AlreadyInitiated => (CONFLICT, "renewal_exists"),
-            RenewalError::TransitionRefused { .. } | RenewalError::NotRejected { .. } => {
-                (CONFLICT, "transition_refused")
-            }
-            RenewalError::ChecklistClosed { .. } => (CONFLICT, "checklist_closed"),
-            RenewalError::UnknownItem { .. } => (INVALID, "unknown_checklist_item"),
-            RenewalError::ItemAlreadyComplete { .. } => (CONFLICT, "item_already_complete"),
-            RenewalError::RequiredItemsOpen { .. } => (CONFLICT, "required_items_open"),
-            RenewalError::NotYetExpired { .. } => (CONFLICT, "not_yet_expired"),
-            RenewalError::NewExpiryNotLater { .. } => (INVALID, "invalid_new_expiry"),
-            RenewalError::InvalidReason => (INVALID, "invalid_field"),
-            RenewalError::ImplausibleNewExpiry { .. } => (INVALID, "invalid_date"),
-        },
-        CredentialingError::TooManyConflicts { .. } => (CONFLICT, "concurrency_conflict"),
-        // Converted to `ApiError::Store` / `Internal` on the way in; kept total here.
-        CredentialingError::Store(_) | CredentialingError::Codec(_) => (
-            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
-            "internal",
-        ),
-    };
-    (status, code, title)
-}
-
-impl From<CredentialingError> for ApiError {
-    fn from(e: CredentialingError) -> Self {
-        match e {
-            CredentialingError::Store(s) => ApiError::Store(s),
-            CredentialingError::Codec(c) => ApiError::internal(c),
-            other => ApiError::Credentialing(other),
+    /// Any refusal, answered by its kind, code and details.
+    pub fn refused(e: &dyn Refusal) -> Self {
+        ApiError::Refused {
+            kind: e.kind(),
+            code: e.code(),
+            message: e.to_string(),
+            details: e.details(),
         }
     }
 }
 
-fn practice_parts(e: &PracticeServiceError) -> (StatusCode, &'static str, &'static str) {
-    use domain::practice::{MembershipError as M, PracticeError as P};
-    const CONFLICT: (StatusCode, &str) = (StatusCode::CONFLICT, "Conflict");
-    const INVALID: (StatusCode, &str) = (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request");
-    const MISSING: (StatusCode, &str) = (StatusCode::NOT_FOUND, "Not found");
-    let ((status, title), code) = match e {
-        PracticeServiceError::Practice(p) => match p {
-            P::NotFound => (MISSING, "practice_not_found"),
-            P::NameTaken { .. } => (CONFLICT, "practice_name_taken"),
-            P::InvalidField { .. } => (INVALID, "invalid_field"),
-            P::Rename { .. } => (INVALID, "rename_not_allowed"),
-            P::Unchanged => (CONFLICT, "unchanged"),
-            P::Inactive => (CONFLICT, "practice_inactive"),
-            P::AlreadyActive => (CONFLICT, "practice_state"),
-            P::PhysiciansStillAssigned { .. } => (CONFLICT, "physicians_still_assigned"),
-            P::LocationExists { .. } | P::LocationNameTaken { .. } => (CONFLICT, "location_exists"),
-            P::UnknownLocation { .. } => (MISSING, "location_not_found"),
-            P::AlreadyAssigned { .. } => (CONFLICT, "already_assigned"),
-            P::NotAssigned { .. } => (CONFLICT, "not_assigned"),
-        },
-        PracticeServiceError::Membership(m) => match m {
-            M::UnknownPhysician => (INVALID, "unknown_physician"),
-            M::PhysicianInactive => (CONFLICT, "physician_inactive"),
-            M::AlreadyInPractice { .. } => (CONFLICT, "already_assigned_elsewhere"),
-            M::AlreadyInThisPractice { .. } => (CONFLICT, "already_in_this_practice"),
-            M::NotInPractice { .. } => (CONFLICT, "not_in_this_practice"),
-            M::SamePractice { .. } => (CONFLICT, "same_practice"),
-        },
-        PracticeServiceError::TooManyConflicts { .. } => (CONFLICT, "concurrency_conflict"),
-        PracticeServiceError::Store(_) | PracticeServiceError::Codec(_) => (
-            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
-            "internal",
-        ),
+/// The one mapping from a kind of failure to a status and the problem's title.
+pub fn kind_parts(kind: ErrorKind, code: &'static str) -> (StatusCode, &'static str, &'static str) {
+    let (status, title) = match kind {
+        ErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request"),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+        ErrorKind::Conflict => (StatusCode::CONFLICT, "Conflict"),
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+        ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
+        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     };
     (status, code, title)
 }
 
-fn work_parts(e: &WorkQueueError) -> (StatusCode, &'static str, &'static str) {
-    use commands::workqueue::NothingToClaim as N;
-    use domain::workqueue::case::CaseError as C;
-    use domain::workqueue::department::DepartmentError as D;
-    use domain::workqueue::queue::QueueError as Q;
-    use domain::workqueue::task::TaskError as T;
-    const CONFLICT: (StatusCode, &str) = (StatusCode::CONFLICT, "Conflict");
-    const INVALID: (StatusCode, &str) = (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request");
-    const MISSING: (StatusCode, &str) = (StatusCode::NOT_FOUND, "Not found");
-    const REFUSED: (StatusCode, &str) = (StatusCode::FORBIDDEN, "Forbidden");
-    let ((status, title), code) = match e {
-        WorkQueueError::Department(d) => match d {
-            D::CodeTaken { .. } => (CONFLICT, "department_code_taken"),
-            D::NotFound => (MISSING, "department_not_found"),
-            D::UnknownParent { .. } => (INVALID, "unknown_department"),
-            D::Invalid(_) => (INVALID, "invalid_field"),
-        },
-        WorkQueueError::Queue(q) => match q {
-            Q::NameTaken { .. } => (CONFLICT, "queue_name_taken"),
-            Q::NotFound => (MISSING, "queue_not_found"),
-            Q::UnknownDepartment { .. } => (INVALID, "unknown_department"),
-            Q::UnknownUser { .. } => (INVALID, "unknown_user"),
-            Q::UnknownGroup { .. } => (INVALID, "unknown_group"),
-            Q::GroupRemoved { .. } => (CONFLICT, "group_removed"),
-            Q::WindowEndsBeforeStart { .. } | Q::WindowInPast { .. } => {
-                (INVALID, "invalid_grant_window")
-            }
-            Q::GrantExists { .. } => (CONFLICT, "grant_exists"),
-            Q::UnknownGrant { .. } => (MISSING, "grant_not_found"),
-            Q::Invalid(_) => (INVALID, "invalid_field"),
-        },
-        WorkQueueError::Task(t) => match t {
-            T::NotFound => (MISSING, "task_not_found"),
-            T::AlreadyExists => (CONFLICT, "task_exists"),
-            T::UnknownQueue { .. } => (INVALID, "unknown_queue"),
-            T::UnknownGroup { .. } => (INVALID, "unknown_group"),
-            T::QueueFull { .. } => (CONFLICT, "queue_full"),
-            T::UnknownCase { .. } => (INVALID, "unknown_case"),
-            T::CaseClosed { .. } => (CONFLICT, "case_closed"),
-            T::AlreadyLinked { .. } => (CONFLICT, "task_already_linked"),
-            T::AlreadyClaimed { .. } => (CONFLICT, "task_already_claimed"),
-            T::WrongState { .. } => (CONFLICT, "task_wrong_state"),
-            T::NoValidGrant { .. } => (REFUSED, "no_valid_grant"),
-            T::NotInCandidateGroups { .. } => (REFUSED, "not_in_candidate_groups"),
-            T::OverCapacity { .. } => (CONFLICT, "over_capacity"),
-            T::NotClaimant { .. } => (REFUSED, "not_claimant"),
-            T::NotLeadOrAdmin => (REFUSED, "not_lead_or_admin"),
-            T::NotAllowedToCancel => (REFUSED, "not_allowed_to_cancel"),
-            T::AlreadyHolds { .. } => (CONFLICT, "already_holds_task"),
-            T::Invalid(_) => (INVALID, "invalid_field"),
-        },
-        WorkQueueError::Case(c) => match c {
-            C::NumberTaken { .. } => (CONFLICT, "case_number_taken"),
-            C::NotFound => (MISSING, "case_not_found"),
-            C::Closed => (CONFLICT, "case_closed"),
-            C::UnknownQueue { .. } => (INVALID, "unknown_queue"),
-            C::UnknownUser { .. } => (INVALID, "unknown_user"),
-            C::AlreadyInQueue { .. } => (CONFLICT, "case_already_in_queue"),
-            C::AlreadyAssigned { .. } => (CONFLICT, "case_already_assigned"),
-            C::UnfinishedTasks { .. } => (CONFLICT, "case_has_unfinished_tasks"),
-            C::TooManyTasks => (CONFLICT, "case_too_many_tasks"),
-            C::Invalid(_) => (INVALID, "invalid_field"),
-        },
-        WorkQueueError::StaleVersion { .. } => (CONFLICT, "stale_version"),
-        WorkQueueError::NothingToClaim(n) => match n {
-            N::NoGrants => (REFUSED, "no_valid_grant"),
-            N::AtCapacity => (CONFLICT, "over_capacity"),
-            N::NoOpenTask => (MISSING, "no_task_available"),
-        },
-        WorkQueueError::TooManyConflicts { .. } => (CONFLICT, "concurrency_conflict"),
-        WorkQueueError::Store(_) | WorkQueueError::Codec(_) => (
-            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
-            "internal",
-        ),
-    };
-    (status, code, title)
-}
-
-/// Machine-readable details of a work-queue refusal: who holds the task, the state it is in
-/// and the states the command needed, the capacity, the current version, the field.
-fn work_extensions(e: &WorkQueueError, problem: Problem) -> Problem {
-    use domain::workqueue::task::TaskError as T;
-    let field = |f: &str| serde_json::json!({ "field": f });
-    let extensions = match e {
-        WorkQueueError::Task(T::AlreadyClaimed { by }) => serde_json::json!({ "claimed_by": by }),
-        WorkQueueError::Task(T::NotClaimant { claimant }) => {
-            serde_json::json!({ "claimed_by": claimant })
-        }
-        WorkQueueError::Task(T::WrongState { status, allowed }) => {
-            serde_json::json!({ "current_status": status, "allowed": allowed })
-        }
-        WorkQueueError::Task(T::OverCapacity {
-            claimed, capacity, ..
-        }) => serde_json::json!({ "claimed": claimed, "capacity": capacity }),
-        WorkQueueError::StaleVersion { expected, actual } => {
-            serde_json::json!({ "expected_version": expected, "current_version": actual })
-        }
-        WorkQueueError::Task(T::Invalid(v)) => field(v.field),
-        WorkQueueError::Queue(domain::workqueue::queue::QueueError::Invalid(v)) => field(v.field),
-        WorkQueueError::Case(domain::workqueue::case::CaseError::Invalid(v)) => field(v.field),
-        WorkQueueError::Department(domain::workqueue::department::DepartmentError::Invalid(v)) => {
-            field(v.field)
-        }
-        _ => return problem,
-    };
-    problem.with_extensions(extensions)
-}
-
-impl From<WorkQueueError> for ApiError {
-    fn from(e: WorkQueueError) -> Self {
+/// Every command service's failure, whatever its refusal: store failures keep their own
+/// variant (their detail is logged, not shown), everything else is answered by its kind.
+impl<R: Refusal + 'static> From<CommandError<R>> for ApiError {
+    fn from(e: CommandError<R>) -> Self {
         match e {
-            WorkQueueError::Store(s) => ApiError::Store(s),
-            WorkQueueError::Codec(c) => ApiError::internal(c),
-            other => ApiError::WorkQueue(other),
+            CommandError::Store(s) => ApiError::Store(s),
+            CommandError::Codec(c) => ApiError::internal(c),
+            other => ApiError::refused(&other),
         }
     }
 }
 
-impl From<PracticeServiceError> for ApiError {
-    fn from(e: PracticeServiceError) -> Self {
-        match e {
-            PracticeServiceError::Store(s) => ApiError::Store(s),
-            PracticeServiceError::Codec(c) => ApiError::internal(c),
-            other => ApiError::Practices(other),
-        }
+impl From<StaffError> for ApiError {
+    fn from(e: StaffError) -> Self {
+        ApiError::refused(&e)
+    }
+}
+
+impl From<AllocationError> for ApiError {
+    fn from(e: AllocationError) -> Self {
+        ApiError::refused(&e)
+    }
+}
+
+impl From<WorkAllocationError> for ApiError {
+    fn from(e: WorkAllocationError) -> Self {
+        ApiError::refused(&e)
+    }
+}
+
+/// A read-model query's failure: see [`ApiError::db`].
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::db(e)
     }
 }
 
@@ -615,25 +348,6 @@ impl From<JobError> for ApiError {
             other => ApiError::Job(other),
         }
     }
-}
-
-/// Whether a database error means "cannot reach the database" rather than a bug.
-/// A transaction PostgreSQL aborted because of a concurrent one (a deadlock it broke, or a
-/// serialization failure): nothing was written, and the same request may succeed when retried.
-pub fn is_transient_conflict(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "40P01" || c == "40001")
-}
-
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolClosed
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::Io(_)
-            | sqlx::Error::WorkerCrashed
-    )
 }
 
 impl ApiError {
@@ -687,109 +401,59 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Codes of the staff and allocation errors (stable, snake_case).
-fn staffing_parts(e: &ApiError) -> (StatusCode, &'static str, &'static str) {
-    const CONFLICT: (StatusCode, &str) = (StatusCode::CONFLICT, "Conflict");
-    const INVALID: (StatusCode, &str) = (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request");
-    const MISSING: (StatusCode, &str) = (StatusCode::NOT_FOUND, "Not found");
-    let ((status, title), code) = match e {
-        ApiError::Staff(s) => match s {
-            StaffError::NotFound => (MISSING, "staff_not_found"),
-            StaffError::AlreadyRegistered => (CONFLICT, "staff_exists"),
-            StaffError::InvalidField { .. } => (INVALID, "invalid_field"),
-            StaffError::Unchanged => (CONFLICT, "unchanged"),
-        },
-        ApiError::Allocation(a) => match a {
-            AllocationError::NegativeWeight { .. } => (INVALID, "negative_weight"),
-            AllocationError::WeightTooLarge { .. } => (INVALID, "weight_too_large"),
-            AllocationError::AllWeightsZero => (INVALID, "all_weights_zero"),
-            AllocationError::NoCandidates => (CONFLICT, "no_candidates"),
-            AllocationError::ChosenNotRanked { .. } => (INVALID, "staff_not_ranked"),
-        },
-        ApiError::WorkAllocation(w) => match w {
-            WorkAllocationError::NotFound => (MISSING, "allocation_not_found"),
-            WorkAllocationError::AlreadyAllocated { .. } => (CONFLICT, "work_already_allocated"),
-            WorkAllocationError::NotAllocated => (CONFLICT, "work_not_allocated"),
-            WorkAllocationError::OtherWork { .. } => (CONFLICT, "stream_type_mismatch"),
-            WorkAllocationError::InvalidField { .. } => (INVALID, "invalid_field"),
-        },
-        ApiError::UnknownStaff { .. } => (INVALID, "unknown_staff"),
-        _ => (
-            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
-            "internal",
-        ),
-    };
-    (status, code, title)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The field a staff or allocation refusal is about (`field`), and who holds allocated work
-/// (`staff_id`), as extension members a client can act on.
-fn staffing_extensions(e: &ApiError, problem: Problem) -> Problem {
-    let field: Option<String> = match e {
-        ApiError::Staff(StaffError::InvalidField { field, .. })
-        | ApiError::WorkAllocation(WorkAllocationError::InvalidField { field, .. })
-        | ApiError::UnknownStaff { field, .. } => Some((*field).to_owned()),
-        ApiError::Allocation(
-            AllocationError::NegativeWeight { factor, .. }
-            | AllocationError::WeightTooLarge { factor, .. },
-        ) => Some(format!("weights.{factor}")),
-        ApiError::Allocation(AllocationError::AllWeightsZero) => Some("weights".to_owned()),
-        ApiError::Allocation(AllocationError::ChosenNotRanked { .. }) => {
-            Some("staff_id".to_owned())
+    fn answer(e: impl Into<ApiError>) -> (u16, &'static str) {
+        let problem = e.into().problem();
+        (problem.status, problem.code)
+    }
+
+    fn conflicts<R: std::error::Error + 'static>() -> CommandError<R> {
+        commands::RetryPolicy::DEFAULT.exhausted()
+    }
+
+    #[test]
+    fn every_service_answers_too_many_conflicts_with_409_concurrency_conflict() {
+        use commands::credentialing::CredentialingRefusal;
+        use commands::practices::PracticeRefusal;
+        use commands::workqueue::WorkQueueRefusal;
+        let answers = [
+            ("credentialing", answer(conflicts::<CredentialingRefusal>())),
+            ("practices", answer(conflicts::<PracticeRefusal>())),
+            ("work queues", answer(conflicts::<WorkQueueRefusal>())),
+            ("staff", answer(conflicts::<StaffError>())),
+            ("allocations", answer(conflicts::<WorkAllocationError>())),
+            ("users", answer(conflicts::<domain::user::UserError>())),
+            (
+                "notifications",
+                answer(conflicts::<domain::notification::NotificationError>()),
+            ),
+        ];
+        for (service, got) in answers {
+            assert_eq!(got, (409, "concurrency_conflict"), "{service}");
         }
-        _ => None,
-    };
-    let problem = match field {
-        Some(field) => problem.with_extensions(serde_json::json!({ "field": field })),
-        None => problem,
-    };
-    match e {
-        ApiError::WorkAllocation(WorkAllocationError::AlreadyAllocated { staff_id }) => {
-            problem.with_extensions(serde_json::json!({ "staff_id": staff_id }))
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_code_and_details_through_the_service_error() {
+        let e: CommandError<commands::workqueue::WorkQueueRefusal> =
+            domain::workqueue::task::TaskError::AlreadyClaimed { by: "ann".into() }.into();
+        let problem = ApiError::from(e).problem();
+        assert_eq!(
+            (problem.status, problem.code),
+            (409, "task_already_claimed")
+        );
+        assert_eq!(problem.extensions.get("claimed_by"), Some(&"ann".into()));
+    }
+
+    #[test]
+    fn a_store_failure_inside_a_command_is_answered_as_the_store_failure() {
+        let e: CommandError<StaffError> = StoreError::CommandIdReused {
+            command_id: uuid::Uuid::nil(),
         }
-        _ => problem,
+        .into();
+        assert_eq!(answer(e), (409, "command_id_reused"));
     }
 }
-
-impl From<StaffError> for ApiError {
-    fn from(e: StaffError) -> Self {
-        ApiError::Staff(e)
-    }
-}
-
-impl From<AllocationError> for ApiError {
-    fn from(e: AllocationError) -> Self {
-        ApiError::Allocation(e)
-    }
-}
-
-impl From<WorkAllocationError> for ApiError {
-    fn from(e: WorkAllocationError) -> Self {
-        ApiError::WorkAllocation(e)
-    }
-}
-
-/// A refused or failed command on a staff member or a work allocation. An id that belongs to
-/// another kind of stream names no record of this kind.
-macro_rules! from_staffing_handle_error {
-    ($error:ty, $not_found:expr) => {
-        impl From<commands::HandleError<$error>> for ApiError {
-            fn from(e: commands::HandleError<$error>) -> Self {
-                use commands::HandleError as H;
-                match e {
-                    H::Rejected(r) => r.into(),
-                    H::Store(StoreError::StreamTypeMismatch { .. }) => $not_found.into(),
-                    H::Store(s) => ApiError::Store(s),
-                    H::Codec(c) => ApiError::internal(c),
-                    H::TooManyConflicts { .. } => ApiError::Conflict {
-                        code: "concurrency_conflict",
-                        detail: "the record kept changing under the command; retry".to_owned(),
-                    },
-                }
-            }
-        }
-    };
-}
-
-from_staffing_handle_error!(StaffError, StaffError::NotFound);
-from_staffing_handle_error!(WorkAllocationError, WorkAllocationError::NotFound);

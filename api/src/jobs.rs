@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use commands::credentialing::{Credentialing, CredentialingError};
+use commands::credentialing::{Credentialing, CredentialingRefusal};
 use commands::jobs::{Job, JobFailure, JobFuture};
-use commands::{CommandHandler, HandleError};
+use commands::{CommandError, CommandHandler, HandleError};
 use domain::credential::{CredentialError, CredentialKind};
 use domain::notification::{
     self, Notification, NotificationCommand, NotificationContent, NotificationError,
@@ -115,21 +115,15 @@ impl RenewalScan {
                 };
                 match self
                     .credentialing
-                    .initiate_renewal(
-                        c.credential_id,
-                        Uuid::new_v4(),
-                        Origin::Scan,
-                        c.has_state_csr,
-                        &metadata,
-                    )
+                    .initiate_renewal(c.credential_id, Uuid::new_v4(), Origin::Scan, &metadata)
                     .await
                 {
                     Ok(_) => ItemResult::Done,
-                    Err(CredentialingError::Credential(
+                    Err(CommandError::Rejected(CredentialingRefusal::Credential(
                         CredentialError::RenewalAlreadyOpen { .. }
                         | CredentialError::AlreadyExpired { .. }
                         | CredentialError::Revoked,
-                    )) => ItemResult::Skipped,
+                    ))) => ItemResult::Skipped,
                     Err(e) => ItemResult::Failed(JobItemFailure {
                         id: c.credential_id,
                         error: e.to_string(),
@@ -201,9 +195,9 @@ impl RenewalExpiry {
                 .await
             {
                 Ok(_) => report.expired += 1,
-                Err(CredentialingError::Renewal(
+                Err(CommandError::Rejected(CredentialingRefusal::Renewal(
                     RenewalError::TransitionRefused { .. } | RenewalError::NotYetExpired { .. },
-                )) => report.skipped += 1,
+                ))) => report.skipped += 1,
                 Err(e) => {
                     report.failed += 1;
                     tracing::warn!(renewal_id = %id, error = %e, "renewal expiry failed");

@@ -4,11 +4,22 @@
 //! Initiating, approving, expiring and cancelling a renewal change both the renewal's stream
 //! and its credential's (the credential's one "open renewal" slot, and on approval its
 //! expiry). Both aggregates decide, and both streams' events are appended in **one
-//! transaction**, each at the version it was decided on. We chose the transaction over a
-//! process manager because the credential's side is not a follow-up but the very decision that
-//! keeps renewals unique: there is no moment at which a renewal exists that its credential does
-//! not know about, and nothing to lose between two steps. Racing initiations conflict on the
-//! credential's version; the loser decides again and is refused with the open renewal's id.
+//! transaction** by a [`UnitOfWork`], each at the version it was decided on. We chose the
+//! transaction over a process manager because the credential's side is not a follow-up but the
+//! very decision that keeps renewals unique: there is no moment at which a renewal exists that
+//! its credential does not know about, and nothing to lose between two steps. Racing
+//! initiations conflict on the credential's version; the loser decides again and is refused
+//! with the open renewal's id.
+//!
+//! **Whether a physician holds a state CSR** (a DEA renewal's checklist then asks to verify
+//! it) is decided on the write side, never from a read model that may not have caught up. A
+//! credential's stream id derives from its kind, jurisdiction and *number*, which a DEA
+//! renewal does not know, so the write side keeps a small lookup, `credential_holders`
+//! (physician, kind, jurisdiction, credential id), written by [`Credentialing::register_credential`]
+//! *before* it appends the registration. A row is only a candidate: the renewal loads each
+//! candidate's stream and counts it only if it is registered to this physician as a CSR in
+//! this jurisdiction and not revoked. So a row whose append then failed is harmless, and a
+//! registration that succeeded always has its row, whenever a renewal is initiated after it.
 
 use std::sync::Arc;
 
@@ -19,6 +30,7 @@ use domain::credential::{
 };
 use domain::jurisdiction::Jurisdiction;
 use domain::physician::{Npi, Physician, PhysicianCommand, PhysicianDetails, PhysicianError};
+use domain::refusal::{ErrorKind, Refusal};
 use domain::renewal::{
     CredentialFacts, Origin, Renewal, RenewalCommand, RenewalError, RenewalEvent,
 };
@@ -26,37 +38,88 @@ use domain::Aggregate;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::handler::{service_error_from_handle_error, CommandHandler, CommandOutcome};
-use eventstore::codec::{self, CodecError};
+use crate::error::CommandError;
+use crate::handler::{CommandHandler, CommandOutcome};
+use crate::unit_of_work::{Decision, Staged, UnitOfWork};
 use eventstore::cursor::Cursor;
-use eventstore::error::StoreError;
 use eventstore::event::Metadata;
-use eventstore::store::{EventStore, ExpectedVersion, StreamAppend};
+use eventstore::store::EventStore;
 
-/// Why a credentialing command did not happen.
+/// Which aggregate refused a credentialing command, and why.
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialingError {
+pub enum CredentialingRefusal {
     #[error(transparent)]
     Physician(#[from] PhysicianError),
     #[error(transparent)]
     Credential(#[from] CredentialError),
     #[error(transparent)]
     Renewal(#[from] RenewalError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    #[error("the streams kept changing under the command; gave up after {attempts} attempts")]
-    TooManyConflicts { attempts: u32 },
 }
 
-service_error_from_handle_error!(CredentialingError, PhysicianError, PhysicianError::NotFound);
-service_error_from_handle_error!(
-    CredentialingError,
-    CredentialError,
-    CredentialError::NotFound
-);
-service_error_from_handle_error!(CredentialingError, RenewalError, RenewalError::NotFound);
+impl Refusal for CredentialingRefusal {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CredentialingRefusal::Physician(e) => e.kind(),
+            CredentialingRefusal::Credential(e) => e.kind(),
+            CredentialingRefusal::Renewal(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            CredentialingRefusal::Physician(e) => e.code(),
+            CredentialingRefusal::Credential(e) => e.code(),
+            CredentialingRefusal::Renewal(e) => e.code(),
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            CredentialingRefusal::Physician(e) => e.details(),
+            CredentialingRefusal::Credential(e) => e.details(),
+            CredentialingRefusal::Renewal(e) => e.details(),
+        }
+    }
+}
+
+/// Why a credentialing command did not happen.
+pub type CredentialingError = CommandError<CredentialingRefusal>;
+
+impl From<PhysicianError> for CredentialingError {
+    fn from(e: PhysicianError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
+impl From<CredentialError> for CredentialingError {
+    fn from(e: CredentialError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
+impl From<RenewalError> for CredentialingError {
+    fn from(e: RenewalError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
+impl From<CommandError<PhysicianError>> for CredentialingError {
+    fn from(e: CommandError<PhysicianError>) -> Self {
+        e.widen(PhysicianError::NotFound)
+    }
+}
+
+impl From<CommandError<CredentialError>> for CredentialingError {
+    fn from(e: CommandError<CredentialError>) -> Self {
+        e.widen(CredentialError::NotFound)
+    }
+}
+
+impl From<CommandError<RenewalError>> for CredentialingError {
+    fn from(e: CommandError<RenewalError>) -> Self {
+        e.widen(RenewalError::NotFound)
+    }
+}
 
 /// What a renewal command did.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,14 +134,12 @@ pub struct RenewalOutcomeRecord {
     pub replayed: bool,
 }
 
-/// Attempts of a two-stream command before giving up on streams that keep moving.
-const MAX_ATTEMPTS: u32 = 8;
-
 /// Runs credentialing commands; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Credentialing {
     store: EventStore,
     clock: Arc<dyn Clock>,
+    work: UnitOfWork,
     pub physicians: CommandHandler<Physician>,
     pub credentials: CommandHandler<Credential>,
     pub renewals: CommandHandler<Renewal>,
@@ -90,6 +151,7 @@ impl Credentialing {
             physicians: CommandHandler::new(store.clone(), clock.clone()),
             credentials: CommandHandler::new(store.clone(), clock.clone()),
             renewals: CommandHandler::new(store.clone(), clock.clone()),
+            work: UnitOfWork::new(store.clone()),
             store,
             clock,
         }
@@ -144,6 +206,18 @@ impl Credentialing {
             active: physician.active,
         };
         let id = Credential::stream_id(kind, jurisdiction, &number);
+        // Before the append, so that no registered credential lacks its row (see the module
+        // documentation); a row whose append fails is checked against the stream and ignored.
+        sqlx::query(
+            "INSERT INTO credential_holders (physician_id, kind, jurisdiction, credential_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(physician_id)
+        .bind(kind.as_str())
+        .bind(jurisdiction.as_str())
+        .bind(id)
+        .execute(self.store.pool())
+        .await?;
         let command = CredentialCommand::Register {
             physician: standing,
             kind,
@@ -167,74 +241,92 @@ impl Credentialing {
             .await?)
     }
 
+    /// Whether the physician holds a registered, unrevoked CSR in `jurisdiction`, by the write
+    /// side: the lookup's candidates, each checked against its own stream.
+    pub async fn holds_state_csr(
+        &self,
+        physician_id: Uuid,
+        jurisdiction: Jurisdiction,
+    ) -> Result<bool, CredentialingError> {
+        let candidates: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT credential_id FROM credential_holders \
+             WHERE physician_id = $1 AND kind = $2 AND jurisdiction = $3",
+        )
+        .bind(physician_id)
+        .bind(CredentialKind::Csr.as_str())
+        .bind(jurisdiction.as_str())
+        .fetch_all(self.store.pool())
+        .await?;
+        for id in candidates {
+            let (_, csr) = self.credentials.load(id).await?;
+            if csr.registered
+                && csr.physician_id == physician_id
+                && csr.kind == Some(CredentialKind::Csr)
+                && csr.jurisdiction == Some(jurisdiction)
+                && !csr.revoked
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Opens renewal `renewal_id` for a credential. Refused with `RenewalAlreadyOpen` when the
     /// credential has an open renewal, also when several initiations race. Sending the same
     /// `renewal_id` for the same credential again returns the first result (`replayed`).
-    /// `has_state_csr`: whether the physician holds a CSR in the credential's jurisdiction.
+    /// Whether the physician holds a state CSR is looked up on the write side
+    /// ([`Credentialing::holds_state_csr`]), so a CSR registered just before counts.
     pub async fn initiate_renewal(
         &self,
         credential_id: Uuid,
         renewal_id: Uuid,
         origin: Origin,
-        has_state_csr: bool,
         metadata: &Metadata,
     ) -> Result<RenewalOutcomeRecord, CredentialingError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (renewal_version, renewal) = self.renewals.load(renewal_id).await?;
-            if renewal_version > 0 {
-                if renewal.credential_id == credential_id {
-                    return Ok(RenewalOutcomeRecord {
-                        renewal_id,
-                        events: Vec::new(),
-                        version: renewal_version,
-                        cursor: None,
-                        replayed: true,
-                    });
+        let done = self
+            .work
+            .run::<_, CredentialingRefusal, _, _>(metadata, || async move {
+                let (renewal_version, renewal) = self.renewals.load(renewal_id).await?;
+                if renewal_version > 0 {
+                    if renewal.credential_id == credential_id {
+                        return Ok(Decision::Answer((renewal_version, Vec::new())));
+                    }
+                    return Err(RenewalError::AlreadyInitiated.into());
                 }
-                return Err(RenewalError::AlreadyInitiated.into());
-            }
-            let (credential_version, credential) = self.credentials.load(credential_id).await?;
-            let now = self.clock.now();
-            let credential_events =
-                credential.decide(&CredentialCommand::OpenRenewal { renewal_id }, now)?;
-            let (Some(kind), Some(jurisdiction), Some(expiry)) =
-                (credential.kind, credential.jurisdiction, credential.expiry)
-            else {
-                return Err(CredentialError::NotFound.into());
-            };
-            let facts = CredentialFacts {
-                credential_id,
-                physician_id: credential.physician_id,
-                kind,
-                jurisdiction,
-                expiry,
-                has_state_csr,
-            };
-            let renewal_events = renewal.decide(
-                &RenewalCommand::Initiate {
-                    credential: facts,
-                    origin,
-                },
-                now,
-            )?;
-            if let Some(done) = self
-                .append_pair(
-                    renewal_id,
-                    0,
-                    &renewal_events,
+                let (credential_version, credential) = self.credentials.load(credential_id).await?;
+                let now = self.clock.now();
+                let credential_events =
+                    credential.decide(&CredentialCommand::OpenRenewal { renewal_id }, now)?;
+                let (Some(kind), Some(jurisdiction), Some(expiry)) =
+                    (credential.kind, credential.jurisdiction, credential.expiry)
+                else {
+                    return Err(CredentialError::NotFound.into());
+                };
+                let has_state_csr = self
+                    .holds_state_csr(credential.physician_id, jurisdiction)
+                    .await?;
+                let facts = CredentialFacts {
                     credential_id,
-                    credential_version,
-                    &credential_events,
-                    metadata,
-                )
-                .await?
-            {
-                return Ok(done);
-            }
-        }
-        Err(CredentialingError::TooManyConflicts {
-            attempts: MAX_ATTEMPTS,
-        })
+                    physician_id: credential.physician_id,
+                    kind,
+                    jurisdiction,
+                    expiry,
+                    has_state_csr,
+                };
+                let renewal_events = renewal.decide(
+                    &RenewalCommand::Initiate {
+                        credential: facts,
+                        origin,
+                    },
+                    now,
+                )?;
+                let staged = Staged::new()
+                    .stream::<Renewal>(renewal_id, 0, &renewal_events)?
+                    .stream::<Credential>(credential_id, credential_version, &credential_events)?;
+                Ok(Decision::Write(staged, (0, renewal_events)))
+            })
+            .await?;
+        Ok(record(renewal_id, done))
     }
 
     /// Any command on an initiated renewal. Approval, expiry and cancellation also close the
@@ -259,101 +351,66 @@ impl Credentialing {
                 replayed: outcome.replayed,
             });
         }
-        for _ in 0..MAX_ATTEMPTS {
-            let (renewal_version, renewal) = self.renewals.load(renewal_id).await?;
-            let now = self.clock.now();
-            let renewal_events = renewal.decide(&command, now)?;
-            let credential_id = renewal.credential_id;
-            let (credential_version, credential) = self.credentials.load(credential_id).await?;
-            let credential_command = match renewal_events.last() {
-                Some(RenewalEvent::RenewalApproved { new_expiry, .. }) => {
-                    CredentialCommand::RecordRenewal {
-                        renewal_id,
-                        new_expiry: *new_expiry,
+        let command = &command;
+        let done = self
+            .work
+            .run::<_, CredentialingRefusal, _, _>(metadata, || async move {
+                let (renewal_version, renewal) = self.renewals.load(renewal_id).await?;
+                let now = self.clock.now();
+                let renewal_events = renewal.decide(command, now)?;
+                let credential_id = renewal.credential_id;
+                let (credential_version, credential) = self.credentials.load(credential_id).await?;
+                let credential_command = match renewal_events.last() {
+                    Some(RenewalEvent::RenewalApproved { new_expiry, .. }) => {
+                        CredentialCommand::RecordRenewal {
+                            renewal_id,
+                            new_expiry: *new_expiry,
+                        }
                     }
-                }
-                Some(RenewalEvent::RenewalExpired { .. }) => CredentialCommand::CloseRenewal {
-                    renewal_id,
-                    outcome: RenewalOutcome::Expired,
-                },
-                _ => CredentialCommand::CloseRenewal {
-                    renewal_id,
-                    outcome: RenewalOutcome::Cancelled,
-                },
-            };
-            let credential_events = credential.decide(&credential_command, now)?;
-            if let Some(done) = self
-                .append_pair(
-                    renewal_id,
-                    renewal_version,
-                    &renewal_events,
-                    credential_id,
-                    credential_version,
-                    &credential_events,
-                    metadata,
-                )
-                .await?
-            {
-                return Ok(done);
-            }
-        }
-        Err(CredentialingError::TooManyConflicts {
-            attempts: MAX_ATTEMPTS,
-        })
+                    Some(RenewalEvent::RenewalExpired { .. }) => CredentialCommand::CloseRenewal {
+                        renewal_id,
+                        outcome: RenewalOutcome::Expired,
+                    },
+                    _ => CredentialCommand::CloseRenewal {
+                        renewal_id,
+                        outcome: RenewalOutcome::Cancelled,
+                    },
+                };
+                let credential_events = credential.decide(&credential_command, now)?;
+                let staged = Staged::new()
+                    .stream::<Renewal>(renewal_id, renewal_version, &renewal_events)?
+                    .stream::<Credential>(credential_id, credential_version, &credential_events)?;
+                Ok(Decision::Write(staged, (renewal_version, renewal_events)))
+            })
+            .await?;
+        Ok(record(renewal_id, done))
     }
+}
 
-    /// Appends a renewal's and its credential's events in one transaction. `None` when either
-    /// stream moved since it was read (decide again).
-    #[allow(clippy::too_many_arguments)]
-    async fn append_pair(
-        &self,
-        renewal_id: Uuid,
-        renewal_version: u64,
-        renewal_events: &[RenewalEvent],
-        credential_id: Uuid,
-        credential_version: u64,
-        credential_events: &[CredentialEvent],
-        metadata: &Metadata,
-    ) -> Result<Option<RenewalOutcomeRecord>, CredentialingError> {
-        let renewal_new = renewal_events
-            .iter()
-            .map(codec::encode::<Renewal>)
-            .collect::<Result<Vec<_>, _>>()?;
-        let credential_new = credential_events
-            .iter()
-            .map(codec::encode::<Credential>)
-            .collect::<Result<Vec<_>, _>>()?;
-        let parts = [
-            StreamAppend {
-                stream_id: renewal_id,
-                stream_type: Renewal::STREAM_TYPE,
-                expected: ExpectedVersion::Exact(renewal_version),
-                events: &renewal_new,
-            },
-            StreamAppend {
-                stream_id: credential_id,
-                stream_type: Credential::STREAM_TYPE,
-                expected: ExpectedVersion::Exact(credential_version),
-                events: &credential_new,
-            },
-        ];
-        match self.store.append_streams(&parts, metadata, None).await {
-            Ok(done) => {
-                let cursor = done.appended.iter().filter_map(|a| a.cursor).max();
-                let version = done
-                    .appended
-                    .first()
-                    .map_or(renewal_version, |a| a.last_version);
-                Ok(Some(RenewalOutcomeRecord {
-                    renewal_id,
-                    events: renewal_events.to_vec(),
-                    version,
-                    cursor,
-                    replayed: false,
-                }))
-            }
-            Err(e) if e.is_conflict() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+/// The renewal's side of a two-stream unit of work: `(version decided on, events)`.
+fn record(
+    renewal_id: Uuid,
+    done: crate::unit_of_work::Committed<(u64, Vec<RenewalEvent>)>,
+) -> RenewalOutcomeRecord {
+    let written = !done.appended.is_empty();
+    let cursor = done.cursor();
+    let version = done.main_version();
+    let (decided_on, events) = done.value;
+    if !written {
+        // Only an answer without a write: a resend of an initiation that already ran.
+        return RenewalOutcomeRecord {
+            renewal_id,
+            events,
+            version: decided_on,
+            cursor: None,
+            replayed: true,
+        };
+    }
+    RenewalOutcomeRecord {
+        renewal_id,
+        events,
+        version: version.unwrap_or(decided_on),
+        cursor,
+        replayed: false,
     }
 }

@@ -18,6 +18,7 @@ use domain::Aggregate;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::error::{CommandError, RetryPolicy};
 use eventstore::codec::{self, CodecError};
 use eventstore::cursor::Cursor;
 use eventstore::error::StoreError;
@@ -38,45 +39,8 @@ pub struct CommandOutcome<E> {
     pub replayed: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum HandleError<E: std::error::Error + 'static> {
-    /// The aggregate refused the command.
-    #[error(transparent)]
-    Rejected(E),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    #[error(
-        "stream {stream_id} kept changing under the command; gave up after {attempts} attempts"
-    )]
-    TooManyConflicts { stream_id: Uuid, attempts: u32 },
-}
-
-/// `From<HandleError<$error>>` for a service's error type `$service`, which has `Store`,
-/// `Codec` and `TooManyConflicts { attempts }` variants and converts from `$error`. An id of
-/// another kind of record (a stream-type mismatch) becomes `$not_found`: it names no record of
-/// this kind.
-macro_rules! service_error_from_handle_error {
-    ($service:ident, $error:ty, $not_found:expr) => {
-        impl From<$crate::handler::HandleError<$error>> for $service {
-            fn from(e: $crate::handler::HandleError<$error>) -> Self {
-                use eventstore::error::StoreError;
-                use $crate::handler::HandleError;
-                match e {
-                    HandleError::Rejected(r) => r.into(),
-                    HandleError::Store(StoreError::StreamTypeMismatch { .. }) => $not_found.into(),
-                    HandleError::Store(s) => $service::Store(s),
-                    HandleError::Codec(c) => $service::Codec(c),
-                    HandleError::TooManyConflicts { attempts, .. } => {
-                        $service::TooManyConflicts { attempts }
-                    }
-                }
-            }
-        }
-    };
-}
-pub(crate) use service_error_from_handle_error;
+/// The old name of [`CommandError`], kept while callers outside `commands` move over.
+pub type HandleError<R> = CommandError<R>;
 
 /// Bounded map of the last state seen per stream.
 struct StateCache<A> {
@@ -153,8 +117,8 @@ pub struct CommandHandler<A: Aggregate> {
     clock: Arc<dyn Clock>,
     cache: Mutex<StateCache<A>>,
     locks: StreamLocks,
-    /// Attempts per command before giving up on a stream that keeps moving.
-    max_attempts: u32,
+    /// When to give up on a stream that keeps moving.
+    policy: RetryPolicy,
     /// Expected-version conflicts seen so far, for metrics and benchmarks.
     conflicts: AtomicU64,
     /// Streams on which this handler lost a race to another process, and when. Commands on
@@ -167,7 +131,7 @@ impl<A: Aggregate> std::fmt::Debug for CommandHandler<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CommandHandler")
             .field("stream_type", &A::STREAM_TYPE)
-            .field("max_attempts", &self.max_attempts)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -188,9 +152,7 @@ impl<A: Aggregate> CommandHandler<A> {
                 capacity: DEFAULT_CACHE_CAPACITY,
             }),
             locks: StreamLocks::default(),
-            // Generous: a process that has not lost a race yet appends without the stream's
-            // database lock, so under load a locked writer can lose a few rounds to it.
-            max_attempts: 16,
+            policy: RetryPolicy::DEFAULT,
             conflicts: AtomicU64::new(0),
             contended: Mutex::new(HashMap::new()),
         }
@@ -206,7 +168,7 @@ impl<A: Aggregate> CommandHandler<A> {
     }
 
     /// The aggregate's current version and state, from the cache plus any newer events.
-    pub async fn load(&self, stream_id: Uuid) -> Result<(u64, A), HandleError<A::Error>> {
+    pub async fn load(&self, stream_id: Uuid) -> Result<(u64, A), CommandError<A::Error>> {
         let cached = self
             .cache
             .lock()
@@ -241,7 +203,7 @@ impl<A: Aggregate> CommandHandler<A> {
         &self,
         stream_id: Uuid,
         version: u64,
-    ) -> Result<(u64, A), HandleError<A::Error>> {
+    ) -> Result<(u64, A), CommandError<A::Error>> {
         let events = self.store.read_stream_range(stream_id, 0, version).await?;
         let mut state = A::default();
         let mut reached = 0;
@@ -268,7 +230,7 @@ impl<A: Aggregate> CommandHandler<A> {
         stream_id: Uuid,
         command: &A::Command,
         metadata: &Metadata,
-    ) -> Result<CommandOutcome<A::Event>, HandleError<A::Error>> {
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
         let recorded_command = match metadata.command_id {
             Some(_) => {
                 Some(serde_json::to_value(command).map_err(|e| CodecError::Shape(e.to_string()))?)
@@ -282,7 +244,7 @@ impl<A: Aggregate> CommandHandler<A> {
         }
 
         let _queue = self.locks.lock(stream_id).await;
-        for attempt in 1..=self.max_attempts {
+        for attempt in 1..=self.policy.max_attempts {
             // Once another process has beaten us to this stream, queue behind it in the
             // database instead of racing it again.
             let db_queue = if attempt > 1 || self.recently_contended(stream_id) {
@@ -306,10 +268,8 @@ impl<A: Aggregate> CommandHandler<A> {
                 Err(e) => return Err(e),
             }
         }
-        Err(HandleError::TooManyConflicts {
-            stream_id,
-            attempts: self.max_attempts,
-        })
+        tracing::debug!(%stream_id, "the stream kept moving; giving up");
+        Err(self.policy.exhausted())
     }
 
     /// One load-decide-append round. `Ok(None)` means another writer got there first.
@@ -319,7 +279,7 @@ impl<A: Aggregate> CommandHandler<A> {
         command: &A::Command,
         metadata: &Metadata,
         recorded_command: Option<&serde_json::Value>,
-    ) -> Result<Option<CommandOutcome<A::Event>>, HandleError<A::Error>> {
+    ) -> Result<Option<CommandOutcome<A::Event>>, CommandError<A::Error>> {
         let (version, state) = self.load(stream_id).await?;
         let events = match state.decide(command, self.clock.now()) {
             Ok(events) => events,
@@ -331,7 +291,7 @@ impl<A: Aggregate> CommandHandler<A> {
                         return self.replayed(done.appended).await.map(Some);
                     }
                 }
-                return Err(HandleError::Rejected(refusal));
+                return Err(CommandError::Rejected(refusal));
             }
         };
         if events.is_empty() && recorded_command.is_none() {
@@ -403,7 +363,7 @@ impl<A: Aggregate> CommandHandler<A> {
     async fn replayed(
         &self,
         appended: Appended,
-    ) -> Result<CommandOutcome<A::Event>, HandleError<A::Error>> {
+    ) -> Result<CommandOutcome<A::Event>, CommandError<A::Error>> {
         let recorded = self
             .store
             .read_stream_range(

@@ -12,61 +12,95 @@ use std::sync::Arc;
 use domain::physician::Physician;
 use domain::practice::{
     assignment_outcome, unassignment_outcome, AssignmentOutcome, MembershipCommand,
-    MembershipError, MembershipEvent, Practice, PracticeCommand, PracticeDetails, PracticeError,
-    PracticeEvent, PracticeMembership, UnassignmentOutcome,
+    MembershipError, Practice, PracticeCommand, PracticeDetails, PracticeError, PracticeEvent,
+    PracticeMembership, UnassignmentOutcome,
 };
 use domain::Aggregate;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::handler::{
-    service_error_from_handle_error, CommandHandler, CommandOutcome, HandleError,
-};
-use eventstore::codec::{self, CodecError};
+use crate::error::CommandError;
+use crate::handler::{CommandHandler, CommandOutcome};
+use crate::unit_of_work::{Committed, Decision, Staged, UnitOfWork};
+use domain::refusal::{ErrorKind, Refusal};
 use eventstore::cursor::Cursor;
 use eventstore::error::StoreError;
-use eventstore::event::{Metadata, NewEvent};
-use eventstore::store::{EventStore, ExpectedVersion, StreamAppend};
+use eventstore::event::Metadata;
+use eventstore::store::EventStore;
 
-/// Why a practice command did not happen.
+/// Which aggregate refused a practice command, and why.
 #[derive(Debug, thiserror::Error)]
-pub enum PracticeServiceError {
+pub enum PracticeRefusal {
     #[error(transparent)]
     Practice(#[from] PracticeError),
     #[error(transparent)]
     Membership(#[from] MembershipError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    #[error("the practice kept changing under the command; gave up after {attempts} attempts")]
-    TooManyConflicts { attempts: u32 },
 }
 
-service_error_from_handle_error!(PracticeServiceError, PracticeError, PracticeError::NotFound);
-service_error_from_handle_error!(
-    PracticeServiceError,
-    MembershipError,
-    MembershipError::UnknownPhysician
-);
+impl Refusal for PracticeRefusal {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PracticeRefusal::Practice(e) => e.kind(),
+            PracticeRefusal::Membership(e) => e.kind(),
+        }
+    }
 
-impl From<HandleError<domain::physician::PhysicianError>> for PracticeServiceError {
-    fn from(e: HandleError<domain::physician::PhysicianError>) -> Self {
-        match e {
-            HandleError::Store(StoreError::StreamTypeMismatch { .. })
-            | HandleError::Rejected(_) => MembershipError::UnknownPhysician.into(),
-            HandleError::Store(s) => s.into(),
-            HandleError::Codec(c) => c.into(),
-            HandleError::TooManyConflicts { attempts, .. } => {
-                PracticeServiceError::TooManyConflicts { attempts }
-            }
+    fn code(&self) -> &'static str {
+        match self {
+            PracticeRefusal::Practice(e) => e.code(),
+            PracticeRefusal::Membership(e) => e.code(),
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            PracticeRefusal::Practice(e) => e.details(),
+            PracticeRefusal::Membership(e) => e.details(),
         }
     }
 }
 
-/// Attempts of a multi-stream command before giving up on streams that keep moving. Generous:
-/// bulk requests for one practice all write its stream.
-const MAX_ATTEMPTS: u32 = 16;
+/// Why a practice command did not happen.
+pub type PracticeServiceError = CommandError<PracticeRefusal>;
+
+impl From<PracticeError> for PracticeServiceError {
+    fn from(e: PracticeError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
+impl From<MembershipError> for PracticeServiceError {
+    fn from(e: MembershipError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
+impl From<CommandError<PracticeError>> for PracticeServiceError {
+    fn from(e: CommandError<PracticeError>) -> Self {
+        e.widen(PracticeError::NotFound)
+    }
+}
+
+impl From<CommandError<MembershipError>> for PracticeServiceError {
+    fn from(e: CommandError<MembershipError>) -> Self {
+        e.widen(MembershipError::UnknownPhysician)
+    }
+}
+
+/// A physician the practice service cannot read is, to it, an unknown physician.
+impl From<CommandError<domain::physician::PhysicianError>> for PracticeServiceError {
+    fn from(e: CommandError<domain::physician::PhysicianError>) -> Self {
+        match e {
+            CommandError::Store(StoreError::StreamTypeMismatch { .. })
+            | CommandError::Rejected(_) => MembershipError::UnknownPhysician.into(),
+            CommandError::Store(s) => s.into(),
+            CommandError::Codec(c) => c.into(),
+            CommandError::TooManyConflicts { attempts } => {
+                CommandError::TooManyConflicts { attempts }
+            }
+        }
+    }
+}
 
 /// One physician's result in an assignment, with the cursor when something was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +122,7 @@ pub struct Written {
 /// Runs practice commands.
 #[derive(Debug)]
 pub struct Practices {
-    store: EventStore,
+    work: UnitOfWork,
     clock: Arc<dyn Clock>,
     pub practices: CommandHandler<Practice>,
     pub memberships: CommandHandler<PracticeMembership>,
@@ -101,7 +135,7 @@ impl Practices {
             practices: CommandHandler::new(store.clone(), clock.clone()),
             memberships: CommandHandler::new(store.clone(), clock.clone()),
             physicians: CommandHandler::new(store.clone(), clock.clone()),
-            store,
+            work: UnitOfWork::new(store),
             clock,
         }
     }
@@ -118,8 +152,8 @@ impl Practices {
             .handle(id, &PracticeCommand::Create { details }, metadata)
             .await
         {
-            Err(HandleError::Rejected(PracticeError::NameTaken { .. }))
-            | Err(HandleError::Store(StoreError::StreamTypeMismatch { .. })) => {
+            Err(CommandError::Rejected(PracticeError::NameTaken { .. }))
+            | Err(CommandError::Store(StoreError::StreamTypeMismatch { .. })) => {
                 let (_, existing) = self.practices.load(id).await?;
                 Err(PracticeError::NameTaken {
                     name: existing.details.map(|d| d.name).unwrap_or_default(),
@@ -146,7 +180,7 @@ impl Practices {
     async fn standing(&self, physician_id: Uuid) -> Result<(bool, bool), PracticeServiceError> {
         match self.physicians.load(physician_id).await {
             Ok((version, p)) => Ok((version > 0 && p.exists(), p.active)),
-            Err(HandleError::Store(StoreError::StreamTypeMismatch { .. })) => Ok((false, false)),
+            Err(CommandError::Store(StoreError::StreamTypeMismatch { .. })) => Ok((false, false)),
             Err(e) => Err(e.into()),
         }
     }
@@ -158,44 +192,38 @@ impl Practices {
         physician_id: Uuid,
         metadata: &Metadata,
     ) -> Result<Assigned<AssignmentOutcome>, PracticeServiceError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (exists, active) = self.standing(physician_id).await?;
-            let membership_id = PracticeMembership::stream_id(physician_id);
-            let (mv, membership) = self.memberships.load(membership_id).await?;
-            let outcome = assignment_outcome(&membership, practice_id, exists, active);
-            if outcome != AssignmentOutcome::Assigned {
-                return Ok(Assigned {
-                    physician_id,
-                    outcome,
-                    cursor: None,
-                });
-            }
-            let (pv, practice) = self.practices.load(practice_id).await?;
-            let now = self.clock.now();
-            let practice_events =
-                practice.decide(&PracticeCommand::AssignPhysician { physician_id }, now)?;
-            let membership_events = membership.decide(
-                &MembershipCommand::Join {
-                    practice_id,
-                    physician_exists: exists,
-                    physician_active: active,
-                },
-                now,
-            )?;
-            let parts = [
-                encode_membership(membership_id, mv, &membership_events)?,
-                encode_practice(practice_id, pv, &practice_events)?,
-            ];
-            if let Some(written) = self.append(&parts, metadata).await? {
-                return Ok(Assigned {
-                    physician_id,
-                    outcome,
-                    cursor: written.cursor,
-                });
-            }
-        }
-        Err(PracticeServiceError::TooManyConflicts {
-            attempts: MAX_ATTEMPTS,
+        let done = self
+            .work
+            .run::<_, PracticeRefusal, _, _>(metadata, || async move {
+                let (exists, active) = self.standing(physician_id).await?;
+                let membership_id = PracticeMembership::stream_id(physician_id);
+                let (mv, membership) = self.memberships.load(membership_id).await?;
+                let outcome = assignment_outcome(&membership, practice_id, exists, active);
+                if outcome != AssignmentOutcome::Assigned {
+                    return Ok(Decision::Answer(outcome));
+                }
+                let (pv, practice) = self.practices.load(practice_id).await?;
+                let now = self.clock.now();
+                let practice_events =
+                    practice.decide(&PracticeCommand::AssignPhysician { physician_id }, now)?;
+                let membership_events = membership.decide(
+                    &MembershipCommand::Join {
+                        practice_id,
+                        physician_exists: exists,
+                        physician_active: active,
+                    },
+                    now,
+                )?;
+                let staged = Staged::new()
+                    .stream::<PracticeMembership>(membership_id, mv, &membership_events)?
+                    .stream::<Practice>(practice_id, pv, &practice_events)?;
+                Ok(Decision::Write(staged, outcome))
+            })
+            .await?;
+        Ok(Assigned {
+            physician_id,
+            cursor: done.cursor(),
+            outcome: done.value,
         })
     }
 
@@ -206,38 +234,32 @@ impl Practices {
         physician_id: Uuid,
         metadata: &Metadata,
     ) -> Result<Assigned<UnassignmentOutcome>, PracticeServiceError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (exists, _) = self.standing(physician_id).await?;
-            let membership_id = PracticeMembership::stream_id(physician_id);
-            let (mv, membership) = self.memberships.load(membership_id).await?;
-            let outcome = unassignment_outcome(&membership, practice_id, exists);
-            if outcome != UnassignmentOutcome::Unassigned {
-                return Ok(Assigned {
-                    physician_id,
-                    outcome,
-                    cursor: None,
-                });
-            }
-            let (pv, practice) = self.practices.load(practice_id).await?;
-            let now = self.clock.now();
-            let practice_events =
-                practice.decide(&PracticeCommand::UnassignPhysician { physician_id }, now)?;
-            let membership_events =
-                membership.decide(&MembershipCommand::Leave { practice_id }, now)?;
-            let parts = [
-                encode_membership(membership_id, mv, &membership_events)?,
-                encode_practice(practice_id, pv, &practice_events)?,
-            ];
-            if let Some(written) = self.append(&parts, metadata).await? {
-                return Ok(Assigned {
-                    physician_id,
-                    outcome,
-                    cursor: written.cursor,
-                });
-            }
-        }
-        Err(PracticeServiceError::TooManyConflicts {
-            attempts: MAX_ATTEMPTS,
+        let done = self
+            .work
+            .run::<_, PracticeRefusal, _, _>(metadata, || async move {
+                let (exists, _) = self.standing(physician_id).await?;
+                let membership_id = PracticeMembership::stream_id(physician_id);
+                let (mv, membership) = self.memberships.load(membership_id).await?;
+                let outcome = unassignment_outcome(&membership, practice_id, exists);
+                if outcome != UnassignmentOutcome::Unassigned {
+                    return Ok(Decision::Answer(outcome));
+                }
+                let (pv, practice) = self.practices.load(practice_id).await?;
+                let now = self.clock.now();
+                let practice_events =
+                    practice.decide(&PracticeCommand::UnassignPhysician { physician_id }, now)?;
+                let membership_events =
+                    membership.decide(&MembershipCommand::Leave { practice_id }, now)?;
+                let staged = Staged::new()
+                    .stream::<PracticeMembership>(membership_id, mv, &membership_events)?
+                    .stream::<Practice>(practice_id, pv, &practice_events)?;
+                Ok(Decision::Write(staged, outcome))
+            })
+            .await?;
+        Ok(Assigned {
+            physician_id,
+            cursor: done.cursor(),
+            outcome: done.value,
         })
     }
 
@@ -250,95 +272,45 @@ impl Practices {
         to: Uuid,
         metadata: &Metadata,
     ) -> Result<Written, PracticeServiceError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (exists, active) = self.standing(physician_id).await?;
-            if !exists {
-                return Err(MembershipError::UnknownPhysician.into());
-            }
-            let membership_id = PracticeMembership::stream_id(physician_id);
-            let (mv, membership) = self.memberships.load(membership_id).await?;
-            let now = self.clock.now();
-            let membership_events = membership.decide(
-                &MembershipCommand::Transfer {
-                    from,
-                    to,
-                    physician_active: active,
-                },
-                now,
-            )?;
-            let (fv, old) = self.practices.load(from).await?;
-            let (tv, new) = self.practices.load(to).await?;
-            let old_events =
-                old.decide(&PracticeCommand::UnassignPhysician { physician_id }, now)?;
-            let new_events = new.decide(&PracticeCommand::AssignPhysician { physician_id }, now)?;
-            let parts = [
-                encode_membership(membership_id, mv, &membership_events)?,
-                encode_practice(from, fv, &old_events)?,
-                encode_practice(to, tv, &new_events)?,
-            ];
-            if let Some(written) = self.append(&parts, metadata).await? {
-                return Ok(written);
-            }
-        }
-        Err(PracticeServiceError::TooManyConflicts {
-            attempts: MAX_ATTEMPTS,
-        })
-    }
-
-    /// What was written, or `None` when a stream moved (decide again).
-    async fn append(
-        &self,
-        parts: &[(Uuid, &'static str, u64, Vec<NewEvent>)],
-        metadata: &Metadata,
-    ) -> Result<Option<Written>, PracticeServiceError> {
-        let appends: Vec<StreamAppend<'_>> = parts
-            .iter()
-            .map(|(id, stream_type, version, events)| StreamAppend {
-                stream_id: *id,
-                stream_type,
-                expected: ExpectedVersion::Exact(*version),
-                events,
+        let done = self
+            .work
+            .run::<_, PracticeRefusal, _, _>(metadata, || async move {
+                let (exists, active) = self.standing(physician_id).await?;
+                if !exists {
+                    return Err(MembershipError::UnknownPhysician.into());
+                }
+                let membership_id = PracticeMembership::stream_id(physician_id);
+                let (mv, membership) = self.memberships.load(membership_id).await?;
+                let now = self.clock.now();
+                let membership_events = membership.decide(
+                    &MembershipCommand::Transfer {
+                        from,
+                        to,
+                        physician_active: active,
+                    },
+                    now,
+                )?;
+                let (fv, old) = self.practices.load(from).await?;
+                let (tv, new) = self.practices.load(to).await?;
+                let old_events =
+                    old.decide(&PracticeCommand::UnassignPhysician { physician_id }, now)?;
+                let new_events =
+                    new.decide(&PracticeCommand::AssignPhysician { physician_id }, now)?;
+                let staged = Staged::new()
+                    .stream::<PracticeMembership>(membership_id, mv, &membership_events)?
+                    .stream::<Practice>(from, fv, &old_events)?
+                    .stream::<Practice>(to, tv, &new_events)?;
+                Ok(Decision::Write(staged, ()))
             })
-            .collect();
-        match self.store.append_streams(&appends, metadata, None).await {
-            Ok(done) => Ok(Some(Written {
-                membership_version: done.appended.first().map_or(0, |a| a.last_version),
-                cursor: done.appended.iter().filter_map(|a| a.cursor).max(),
-            })),
-            Err(e) if e.is_conflict() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+            .await?;
+        Ok(written(&done))
     }
 }
 
-fn encode_membership(
-    id: Uuid,
-    version: u64,
-    events: &[MembershipEvent],
-) -> Result<(Uuid, &'static str, u64, Vec<NewEvent>), CodecError> {
-    Ok((
-        id,
-        PracticeMembership::STREAM_TYPE,
-        version,
-        events
-            .iter()
-            .map(codec::encode::<PracticeMembership>)
-            .collect::<Result<_, _>>()?,
-    ))
-}
-
-fn encode_practice(
-    id: Uuid,
-    version: u64,
-    events: &[PracticeEvent],
-) -> Result<(Uuid, &'static str, u64, Vec<NewEvent>), CodecError> {
-    Ok((
-        id,
-        Practice::STREAM_TYPE,
-        version,
-        events
-            .iter()
-            .map(codec::encode::<Practice>)
-            .collect::<Result<_, _>>()?,
-    ))
+/// What a unit of work on a membership (staged first) wrote.
+fn written<T>(done: &Committed<T>) -> Written {
+    Written {
+        membership_version: done.main_version().unwrap_or(0),
+        cursor: done.cursor(),
+    }
 }

@@ -52,17 +52,14 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::handler::{
-    service_error_from_handle_error, CommandHandler, CommandOutcome, HandleError,
-};
-use eventstore::codec::{self, CodecError};
+use crate::error::{CommandError, RetryPolicy};
+use crate::handler::{CommandHandler, CommandOutcome};
+use domain::refusal::{ErrorKind, Refusal};
+use eventstore::codec;
 use eventstore::cursor::Cursor;
 use eventstore::error::StoreError;
 use eventstore::event::{Metadata, RecordedEvent};
 use eventstore::store::{to_u64, EventStore, ExpectedVersion};
-
-/// How often a task creation starts over when its queue is reconfigured under it.
-const MAX_CREATION_ATTEMPTS: u32 = 3;
 
 /// Claim-next's pick: see [`WorkQueues::claim_next`]. $1 the user, $2 now, $3 the queues to
 /// limit the pick to (or NULL). One row per event of the picked task (one with NULL event
@@ -105,9 +102,9 @@ static CLAIM_NEXT_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Why a work-queue command did not happen.
+/// Which aggregate refused a work-queue command, or what else said no.
 #[derive(Debug, thiserror::Error)]
-pub enum WorkQueueError {
+pub enum WorkQueueRefusal {
     #[error(transparent)]
     Department(#[from] DepartmentError),
     #[error(transparent)]
@@ -122,21 +119,83 @@ pub enum WorkQueueError {
     /// Claim-next found nothing to give.
     #[error("{0}")]
     NothingToClaim(NothingToClaim),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    #[error("the stream kept changing under the command; gave up after {attempts} attempts")]
-    TooManyConflicts { attempts: u32 },
 }
 
-impl From<sqlx::Error> for WorkQueueError {
-    fn from(e: sqlx::Error) -> Self {
-        WorkQueueError::Store(e.into())
+impl Refusal for WorkQueueRefusal {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            WorkQueueRefusal::Department(e) => e.kind(),
+            WorkQueueRefusal::Queue(e) => e.kind(),
+            WorkQueueRefusal::Task(e) => e.kind(),
+            WorkQueueRefusal::Case(e) => e.kind(),
+            WorkQueueRefusal::StaleVersion { .. } => ErrorKind::Conflict,
+            WorkQueueRefusal::NothingToClaim(n) => n.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            WorkQueueRefusal::Department(e) => e.code(),
+            WorkQueueRefusal::Queue(e) => e.code(),
+            WorkQueueRefusal::Task(e) => e.code(),
+            WorkQueueRefusal::Case(e) => e.code(),
+            WorkQueueRefusal::StaleVersion { .. } => "stale_version",
+            WorkQueueRefusal::NothingToClaim(n) => n.code(),
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            WorkQueueRefusal::Department(e) => e.details(),
+            WorkQueueRefusal::Queue(e) => e.details(),
+            WorkQueueRefusal::Task(e) => e.details(),
+            WorkQueueRefusal::Case(e) => e.details(),
+            WorkQueueRefusal::StaleVersion { expected, actual } => domain::refusal::fields(
+                serde_json::json!({ "expected_version": expected, "current_version": actual }),
+            ),
+            WorkQueueRefusal::NothingToClaim(_) => serde_json::Map::new(),
+        }
     }
 }
 
-service_error_from_handle_error!(WorkQueueError, DepartmentError, DepartmentError::NotFound);
+/// Why a work-queue command did not happen.
+pub type WorkQueueError = CommandError<WorkQueueRefusal>;
+
+impl From<DepartmentError> for WorkQueueError {
+    fn from(e: DepartmentError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
+impl From<QueueError> for WorkQueueError {
+    fn from(e: QueueError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
+impl From<TaskError> for WorkQueueError {
+    fn from(e: TaskError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
+impl From<CaseError> for WorkQueueError {
+    fn from(e: CaseError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
+impl From<NothingToClaim> for WorkQueueError {
+    fn from(e: NothingToClaim) -> Self {
+        CommandError::Rejected(WorkQueueRefusal::NothingToClaim(e))
+    }
+}
+
+impl From<CommandError<DepartmentError>> for WorkQueueError {
+    fn from(e: CommandError<DepartmentError>) -> Self {
+        e.widen(DepartmentError::NotFound)
+    }
+}
 
 /// Why claim-next gave nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -147,6 +206,24 @@ pub enum NothingToClaim {
     AtCapacity,
     #[error("no open task you may claim is waiting")]
     NoOpenTask,
+}
+
+impl Refusal for NothingToClaim {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            NothingToClaim::NoGrants => ErrorKind::Forbidden,
+            NothingToClaim::AtCapacity => ErrorKind::Conflict,
+            NothingToClaim::NoOpenTask => ErrorKind::NotFound,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            NothingToClaim::NoGrants => "no_valid_grant",
+            NothingToClaim::AtCapacity => "over_capacity",
+            NothingToClaim::NoOpenTask => "no_task_available",
+        }
+    }
 }
 
 /// What a task command wrote.
@@ -280,11 +357,11 @@ impl WorkQueues {
     ) -> Result<Option<(u64, A)>, WorkQueueError> {
         match handler.load(id).await {
             Ok((version, state)) => Ok((version > 0).then_some((version, state))),
-            Err(HandleError::Store(StoreError::StreamTypeMismatch { .. })) => Ok(None),
-            Err(HandleError::Store(e)) => Err(e.into()),
-            Err(HandleError::Codec(e)) => Err(e.into()),
+            Err(CommandError::Store(StoreError::StreamTypeMismatch { .. })) => Ok(None),
+            Err(CommandError::Store(e)) => Err(e.into()),
+            Err(CommandError::Codec(e)) => Err(e.into()),
             // A load neither decides nor retries.
-            Err(HandleError::Rejected(_) | HandleError::TooManyConflicts { .. }) => Ok(None),
+            Err(CommandError::Rejected(_) | CommandError::TooManyConflicts { .. }) => Ok(None),
         }
     }
 
@@ -591,7 +668,7 @@ impl WorkQueues {
         &self,
         new: &NewTask,
     ) -> Result<(Tx, Option<QueueConfig>, Option<String>), WorkQueueError> {
-        for _ in 0..MAX_CREATION_ATTEMPTS {
+        for _ in 0..RetryPolicy::DEFAULT.max_attempts {
             let read = self.load_versioned(&self.queues, new.queue_id).await?;
             let mut tx = self.store.pool().begin().await?;
             lock_key(&mut tx, "task", &new.task_id.to_string()).await?;
@@ -616,9 +693,7 @@ impl WorkQueues {
                 return Ok((tx, Some(config), last_assigned.flatten()));
             }
         }
-        Err(WorkQueueError::TooManyConflicts {
-            attempts: MAX_CREATION_ATTEMPTS,
-        })
+        Err(RetryPolicy::DEFAULT.exhausted())
     }
 
     /// Push distribution's candidates (members with a grant in force, each locked so their
@@ -725,7 +800,7 @@ impl WorkQueues {
             .fetch_all(&mut *tx)
             .await?;
         let Some(first) = rows.first() else {
-            return Err(WorkQueueError::NothingToClaim(
+            return Err(WorkQueueError::from(
                 self.why_nothing(&mut tx, user, now, only).await?,
             ));
         };
@@ -797,7 +872,7 @@ impl WorkQueues {
             .await?;
             if inserted.rows_affected() == 0 {
                 // Cannot happen under the user's lock; refuse rather than claim twice.
-                return Err(WorkQueueError::TooManyConflicts { attempts: 1 });
+                return Err(CommandError::TooManyConflicts { attempts: 1 });
             }
         }
         tx.commit().await?;
@@ -994,10 +1069,10 @@ impl WorkQueues {
             return Err(TaskError::NotFound.into());
         };
         if let Some(expected) = expected.filter(|e| *e != version) {
-            return Err(WorkQueueError::StaleVersion {
+            return Err(CommandError::Rejected(WorkQueueRefusal::StaleVersion {
                 expected,
                 actual: version,
-            });
+            }));
         }
         let now = self.clock.now();
         let command = request.into_command(&mut tx, queue_id, &task, now).await?;

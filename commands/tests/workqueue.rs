@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use commands::workqueue::{NewTask, NothingToClaim, Reassignment, WorkQueueError, WorkQueues};
+use commands::workqueue::{NewTask, NothingToClaim, Reassignment, WorkQueueRefusal, WorkQueues};
+use commands::CommandError;
 use commands::ManualClock;
 use domain::user::Username;
 use domain::workqueue::distribution::AssignmentReason;
@@ -266,8 +267,12 @@ async fn thirty_two_claimers_claim_each_of_a_thousand_tasks_exactly_once_within_
                         )
                         .await?;
                     }
-                    Err(WorkQueueError::NothingToClaim(NothingToClaim::NoOpenTask)) => break,
-                    Err(WorkQueueError::NothingToClaim(NothingToClaim::NoGrants)) => {
+                    Err(CommandError::Rejected(WorkQueueRefusal::NothingToClaim(
+                        NothingToClaim::NoOpenTask,
+                    ))) => break,
+                    Err(CommandError::Rejected(WorkQueueRefusal::NothingToClaim(
+                        NothingToClaim::NoGrants,
+                    ))) => {
                         refused_for_grant = true;
                         break;
                     }
@@ -283,7 +288,9 @@ async fn thirty_two_claimers_claim_each_of_a_thousand_tasks_exactly_once_within_
         .await;
     assert!(matches!(
         outsider,
-        Err(WorkQueueError::NothingToClaim(NothingToClaim::NoGrants))
+        Err(CommandError::Rejected(WorkQueueRefusal::NothingToClaim(
+            NothingToClaim::NoGrants
+        )))
     ));
     let mut per_user = BTreeMap::new();
     let mut temp_refused = false;
@@ -651,7 +658,9 @@ async fn the_load_kept_for_claim_next_follows_every_claim_release_hand_off_and_e
     assert!(
         matches!(
             work.claim_next("alice", None, None, &meta("alice")).await,
-            Err(WorkQueueError::NothingToClaim(NothingToClaim::AtCapacity))
+            Err(CommandError::Rejected(WorkQueueRefusal::NothingToClaim(
+                NothingToClaim::AtCapacity
+            )))
         ),
         "the kept load stops a third claim at capacity 2"
     );

@@ -206,6 +206,37 @@ pub enum AllocationError {
     ChosenNotRanked { staff_id: Uuid, ranked: usize },
 }
 
+impl crate::refusal::Refusal for AllocationError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        match self {
+            AllocationError::NoCandidates => crate::refusal::ErrorKind::Conflict,
+            _ => crate::refusal::ErrorKind::Invalid,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            AllocationError::NegativeWeight { .. } => "negative_weight",
+            AllocationError::WeightTooLarge { .. } => "weight_too_large",
+            AllocationError::AllWeightsZero => "all_weights_zero",
+            AllocationError::NoCandidates => "no_candidates",
+            AllocationError::ChosenNotRanked { .. } => "staff_not_ranked",
+        }
+    }
+
+    /// The request field at fault.
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let field = match self {
+            AllocationError::NegativeWeight { factor, .. }
+            | AllocationError::WeightTooLarge { factor, .. } => format!("weights.{factor}"),
+            AllocationError::AllWeightsZero => "weights".to_owned(),
+            AllocationError::ChosenNotRanked { .. } => "staff_id".to_owned(),
+            AllocationError::NoCandidates => return serde_json::Map::new(),
+        };
+        crate::refusal::fields(serde_json::json!({ "field": field }))
+    }
+}
+
 /// A piece of work to allocate.
 ///
 /// Skills and kind are compared exactly with the candidates' (normalised) labels; build it with

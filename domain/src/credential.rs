@@ -184,6 +184,59 @@ pub enum CredentialError {
     },
 }
 
+impl crate::refusal::Refusal for CredentialError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        use CredentialError as C;
+        match self {
+            C::NotFound => K::NotFound,
+            C::UnknownPhysician
+            | C::InvalidNumber
+            | C::MissingReason
+            | C::NewExpiryNotLater { .. }
+            | C::ImplausibleDate { .. } => K::Invalid,
+            C::AlreadyRegistered
+            | C::PhysicianInactive
+            | C::RenewalAlreadyOpen { .. }
+            | C::Revoked
+            | C::AlreadyExpired { .. }
+            | C::NotTheOpenRenewal { .. }
+            | C::SameExpiry { .. }
+            | C::RenewalStillOpen { .. } => K::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use CredentialError as C;
+        match self {
+            C::NotFound => "credential_not_found",
+            C::AlreadyRegistered => "credential_exists",
+            C::UnknownPhysician => "unknown_physician",
+            C::PhysicianInactive => "physician_inactive",
+            C::InvalidNumber | C::MissingReason => "invalid_field",
+            C::RenewalAlreadyOpen { .. } => "renewal_already_open",
+            C::Revoked => "credential_revoked",
+            C::AlreadyExpired { .. } => "credential_expired",
+            C::NotTheOpenRenewal { .. } => "not_the_open_renewal",
+            C::NewExpiryNotLater { .. } => "invalid_new_expiry",
+            C::SameExpiry { .. } => "unchanged",
+            C::RenewalStillOpen { .. } => "renewal_still_open",
+            C::ImplausibleDate { .. } => "invalid_date",
+        }
+    }
+
+    /// The open renewal a client can go to instead.
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            CredentialError::RenewalAlreadyOpen { renewal_id }
+            | CredentialError::RenewalStillOpen { renewal_id } => {
+                crate::refusal::fields(serde_json::json!({ "renewal_id": renewal_id }))
+            }
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 /// A credential's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credential {

@@ -65,8 +65,9 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     /// What happened, in the past tense. Adjacently tagged serde enum with struct variants.
     type Event: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
 
-    /// Why a command was refused; each variant names what was wrong.
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// Why a command was refused; each variant names what was wrong, and what kind of "no" it
+    /// is ([`refusal::Refusal`]), so that every caller answers it the same way.
+    type Error: refusal::Refusal + Send + Sync + 'static;
 
     /// Decides a command against the current state at time `now`.
     fn decide(

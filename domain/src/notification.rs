@@ -290,6 +290,22 @@ pub enum NotificationError {
     Archived,
 }
 
+impl crate::refusal::Refusal for NotificationError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        match self {
+            NotificationError::NotFound => crate::refusal::ErrorKind::NotFound,
+            _ => crate::refusal::ErrorKind::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            NotificationError::NotFound => "notification_not_found",
+            _ => "notification_state",
+        }
+    }
+}
+
 /// A notification's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Notification {

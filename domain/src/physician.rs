@@ -199,6 +199,30 @@ pub enum PhysicianError {
     Unchanged,
 }
 
+impl crate::refusal::Refusal for PhysicianError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        match self {
+            PhysicianError::NotFound => K::NotFound,
+            PhysicianError::InvalidField { .. } => K::Invalid,
+            PhysicianError::NpiTaken { .. }
+            | PhysicianError::AlreadyInactive
+            | PhysicianError::AlreadyActive
+            | PhysicianError::Unchanged => K::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            PhysicianError::NotFound => "physician_not_found",
+            PhysicianError::NpiTaken { .. } => "npi_taken",
+            PhysicianError::InvalidField { .. } => "invalid_field",
+            PhysicianError::AlreadyInactive | PhysicianError::AlreadyActive => "physician_state",
+            PhysicianError::Unchanged => "unchanged",
+        }
+    }
+}
+
 /// A physician's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Physician {

@@ -449,6 +449,44 @@ pub enum PracticeError {
     NotAssigned { physician_id: Uuid },
 }
 
+impl crate::refusal::Refusal for PracticeError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        use PracticeError as P;
+        match self {
+            P::NotFound | P::UnknownLocation { .. } => K::NotFound,
+            P::InvalidField { .. } | P::Rename { .. } => K::Invalid,
+            P::NameTaken { .. }
+            | P::Unchanged
+            | P::Inactive
+            | P::AlreadyActive
+            | P::PhysiciansStillAssigned { .. }
+            | P::LocationExists { .. }
+            | P::LocationNameTaken { .. }
+            | P::AlreadyAssigned { .. }
+            | P::NotAssigned { .. } => K::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use PracticeError as P;
+        match self {
+            P::NotFound => "practice_not_found",
+            P::NameTaken { .. } => "practice_name_taken",
+            P::InvalidField { .. } => "invalid_field",
+            P::Rename { .. } => "rename_not_allowed",
+            P::Unchanged => "unchanged",
+            P::Inactive => "practice_inactive",
+            P::AlreadyActive => "practice_state",
+            P::PhysiciansStillAssigned { .. } => "physicians_still_assigned",
+            P::LocationExists { .. } | P::LocationNameTaken { .. } => "location_exists",
+            P::UnknownLocation { .. } => "location_not_found",
+            P::AlreadyAssigned { .. } => "already_assigned",
+            P::NotAssigned { .. } => "not_assigned",
+        }
+    }
+}
+
 /// A practice's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Practice {
@@ -745,6 +783,27 @@ pub enum MembershipError {
         "to: the physician is already in practice {practice_id}; a transfer needs two practices"
     )]
     SamePractice { practice_id: Uuid },
+}
+
+impl crate::refusal::Refusal for MembershipError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        match self {
+            MembershipError::UnknownPhysician => crate::refusal::ErrorKind::Invalid,
+            _ => crate::refusal::ErrorKind::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use MembershipError as M;
+        match self {
+            M::UnknownPhysician => "unknown_physician",
+            M::PhysicianInactive => "physician_inactive",
+            M::AlreadyInPractice { .. } => "already_assigned_elsewhere",
+            M::AlreadyInThisPractice { .. } => "already_in_this_practice",
+            M::NotInPractice { .. } => "not_in_this_practice",
+            M::SamePractice { .. } => "same_practice",
+        }
+    }
 }
 
 /// A physician's result in a (bulk) assignment to a practice. Only `Assigned` changes anything;

@@ -41,3 +41,11 @@ pub trait Refusal: std::error::Error {
         Map::new()
     }
 }
+
+/// The members of a JSON object, for [`Refusal::details`]; anything else gives none.
+pub fn fields(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(members) => members,
+        _ => Map::new(),
+    }
+}

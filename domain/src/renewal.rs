@@ -437,6 +437,57 @@ pub enum RenewalError {
     ImplausibleNewExpiry { new_expiry: NaiveDate },
 }
 
+impl crate::refusal::Refusal for RenewalError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        use RenewalError as R;
+        match self {
+            R::NotFound => K::NotFound,
+            R::UnknownItem { .. }
+            | R::NewExpiryNotLater { .. }
+            | R::InvalidReason
+            | R::ImplausibleNewExpiry { .. } => K::Invalid,
+            R::AlreadyInitiated
+            | R::TransitionRefused { .. }
+            | R::NotRejected { .. }
+            | R::ChecklistClosed { .. }
+            | R::ItemAlreadyComplete { .. }
+            | R::RequiredItemsOpen { .. }
+            | R::NotYetExpired { .. } => K::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use RenewalError as R;
+        match self {
+            R::NotFound => "renewal_not_found",
+            R::AlreadyInitiated => "renewal_exists",
+            R::TransitionRefused { .. } | R::NotRejected { .. } => "transition_refused",
+            R::ChecklistClosed { .. } => "checklist_closed",
+            R::UnknownItem { .. } => "unknown_checklist_item",
+            R::ItemAlreadyComplete { .. } => "item_already_complete",
+            R::RequiredItemsOpen { .. } => "required_items_open",
+            R::NotYetExpired { .. } => "not_yet_expired",
+            R::NewExpiryNotLater { .. } => "invalid_new_expiry",
+            R::InvalidReason => "invalid_field",
+            R::ImplausibleNewExpiry { .. } => "invalid_date",
+        }
+    }
+
+    /// Where the renewal is and where it may go; the required items still open.
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            RenewalError::TransitionRefused { from, .. } => crate::refusal::fields(
+                serde_json::json!({ "current_status": from, "allowed": from.allowed_next() }),
+            ),
+            RenewalError::RequiredItemsOpen { items } => {
+                crate::refusal::fields(serde_json::json!({ "open_items": items }))
+            }
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 /// A renewal's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Renewal {

@@ -411,6 +411,35 @@ pub enum StaffError {
     Unchanged,
 }
 
+impl crate::refusal::Refusal for StaffError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        match self {
+            StaffError::NotFound => K::NotFound,
+            StaffError::InvalidField { .. } => K::Invalid,
+            StaffError::AlreadyRegistered | StaffError::Unchanged => K::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            StaffError::NotFound => "staff_not_found",
+            StaffError::AlreadyRegistered => "staff_exists",
+            StaffError::InvalidField { .. } => "invalid_field",
+            StaffError::Unchanged => "unchanged",
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            StaffError::InvalidField { field, .. } => {
+                crate::refusal::fields(serde_json::json!({ "field": field }))
+            }
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 /// A staff member's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StaffMember {

@@ -161,6 +161,33 @@ pub enum UserError {
     SameRole { role: Role },
 }
 
+impl crate::refusal::Refusal for UserError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        match self {
+            UserError::InvalidUsername { .. }
+            | UserError::UnknownRole { .. }
+            | UserError::WeakPassword { .. } => K::Invalid,
+            UserError::AlreadyExists | UserError::SameRole { .. } => K::Conflict,
+            UserError::NotFound => K::NotFound,
+            UserError::Locked { .. } | UserError::Deactivated => K::Forbidden,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            UserError::InvalidUsername { .. } => "invalid_username",
+            UserError::UnknownRole { .. } => "unknown_role",
+            UserError::WeakPassword { .. } => "weak_password",
+            UserError::AlreadyExists => "user_exists",
+            UserError::NotFound => "user_not_found",
+            UserError::Locked { .. } => "account_locked",
+            UserError::Deactivated => "account_deactivated",
+            UserError::SameRole { .. } => "role_unchanged",
+        }
+    }
+}
+
 /// Everything known about a registered user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {

@@ -131,6 +131,42 @@ pub enum WorkAllocationError {
     },
 }
 
+impl crate::refusal::Refusal for WorkAllocationError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        match self {
+            WorkAllocationError::NotFound => K::NotFound,
+            WorkAllocationError::InvalidField { .. } => K::Invalid,
+            WorkAllocationError::AlreadyAllocated { .. }
+            | WorkAllocationError::NotAllocated
+            | WorkAllocationError::OtherWork { .. } => K::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            WorkAllocationError::NotFound => "allocation_not_found",
+            WorkAllocationError::AlreadyAllocated { .. } => "work_already_allocated",
+            WorkAllocationError::NotAllocated => "work_not_allocated",
+            WorkAllocationError::OtherWork { .. } => "stream_type_mismatch",
+            WorkAllocationError::InvalidField { .. } => "invalid_field",
+        }
+    }
+
+    /// The field at fault, or who holds the work.
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            WorkAllocationError::InvalidField { field, .. } => {
+                crate::refusal::fields(serde_json::json!({ "field": field }))
+            }
+            WorkAllocationError::AlreadyAllocated { staff_id } => {
+                crate::refusal::fields(serde_json::json!({ "staff_id": staff_id }))
+            }
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 /// The allocation of one piece of work: the latest decision and whether it still stands.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WorkAllocation {

@@ -336,7 +336,7 @@ async fn approving_a_renewal_cancels_the_pending_notifications_for_the_old_expir
     let meta = Metadata::by("test");
     let c = &app.state.credentialing;
     let renewal = Uuid::new_v4();
-    c.initiate_renewal(credential, renewal, Origin::Manual, false, &meta)
+    c.initiate_renewal(credential, renewal, Origin::Manual, &meta)
         .await?;
     let (_, state) = c.renewals.load(renewal).await?;
     for item in state.open_required_items() {

@@ -616,15 +616,16 @@ async fn the_expiry_job_expires_open_renewals_once_their_credential_has_expired(
             credential,
             Uuid::new_v4(),
             domain::renewal::Origin::Manual,
-            false,
             &eventstore::Metadata::by("test"),
         )
         .await;
     assert!(
         matches!(
             again,
-            Err(commands::credentialing::CredentialingError::Credential(
-                domain::credential::CredentialError::AlreadyExpired { .. }
+            Err(commands::CommandError::Rejected(
+                commands::credentialing::CredentialingRefusal::Credential(
+                    domain::credential::CredentialError::AlreadyExpired { .. }
+                )
             ))
         ),
         "{again:?}"

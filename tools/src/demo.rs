@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use commands::credentialing::CredentialingError;
+use commands::credentialing::CredentialingRefusal;
+use commands::CommandError;
 use domain::credential::{CredentialError, CredentialKind};
 use domain::jurisdiction::{self, Jurisdiction};
 use domain::physician::{Npi, PhysicianDetails, PhysicianError};
@@ -87,9 +88,9 @@ pub async fn load(state: &AppState, seed: u64) -> anyhow::Result<DemoReport> {
             .await
         {
             Ok(_) => report.physicians_added += 1,
-            Err(CredentialingError::Physician(PhysicianError::NpiTaken { .. })) => {
-                report.already_there += 1
-            }
+            Err(CommandError::Rejected(CredentialingRefusal::Physician(
+                PhysicianError::NpiTaken { .. },
+            ))) => report.already_there += 1,
             Err(e) => return Err(e.into()),
         }
         let mut held = vec![
@@ -120,9 +121,9 @@ pub async fn load(state: &AppState, seed: u64) -> anyhow::Result<DemoReport> {
                 .await
             {
                 Ok(_) => report.credentials_added += 1,
-                Err(CredentialingError::Credential(CredentialError::AlreadyRegistered)) => {
-                    report.already_there += 1
-                }
+                Err(CommandError::Rejected(CredentialingRefusal::Credential(
+                    CredentialError::AlreadyRegistered,
+                ))) => report.already_there += 1,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -147,8 +147,7 @@ pub(crate) async fn show(
     wait_for_cursor(&state, "credentialing", &headers, q.min_cursor.as_deref()).await?;
     let today = state.clock.now().date_naive();
     model::credentials(state.store.pool(), None, Some(id), today)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .into_iter()
         .next()
         .map(Json)

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
-use commands::HandleError;
+use commands::CommandError;
 use domain::notification::{
     self, NotificationCommand, NotificationContent, NotificationError, Severity,
 };
@@ -101,8 +101,7 @@ async fn page(
             offset,
         },
     )
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     Ok(Json(NotificationPage {
         notifications,
         total,
@@ -155,32 +154,21 @@ pub(crate) async fn show(
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
     let pool = state.store.pool();
     let notification = model::get(pool, id)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| ApiError::NotFound {
             code: "notification_not_found",
             detail: format!("no notification {id}"),
         })?;
-    let attempts = model::attempts(pool, id).await.map_err(ApiError::db)?;
+    let attempts = model::attempts(pool, id).await?;
     Ok(Json(NotificationDetail {
         notification,
         attempts,
     }))
 }
 
-fn refused(e: HandleError<NotificationError>) -> ApiError {
-    match e {
-        HandleError::Rejected(NotificationError::NotFound) => ApiError::NotFound {
-            code: "notification_not_found",
-            detail: "no notification with this id".into(),
-        },
-        HandleError::Rejected(other) => ApiError::Conflict {
-            code: "notification_state",
-            detail: other.to_string(),
-        },
-        HandleError::Store(s) => ApiError::Store(s),
-        other => ApiError::internal(other),
-    }
+/// A notification command's failure, answered like every other service's.
+fn refused(e: CommandError<NotificationError>) -> ApiError {
+    e.into()
 }
 
 #[utoipa::path(post, path = "/notifications/{id}/retry", tag = "notifications", security(("bearer" = [])),

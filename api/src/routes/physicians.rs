@@ -184,8 +184,7 @@ pub(crate) async fn list(
         limit,
         offset,
     )
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     Ok(Json(PhysicianPage {
         physicians,
         total,
@@ -215,16 +214,13 @@ pub(crate) async fn show(
     wait_for_cursor(&state, "credentialing", &headers, q.min_cursor.as_deref()).await?;
     let pool = state.store.pool();
     let physician = model::physician(pool, id)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| ApiError::NotFound {
             code: "physician_not_found",
             detail: format!("no physician {id}"),
         })?;
     let today = state.clock.now().date_naive();
-    let credentials = model::credentials(pool, Some(id), None, today)
-        .await
-        .map_err(ApiError::db)?;
+    let credentials = model::credentials(pool, Some(id), None, today).await?;
     Ok(Json(PhysicianOverview {
         physician,
         credentials,

@@ -358,8 +358,7 @@ pub(crate) async fn list(
         limit,
         offset,
     )
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     Ok(Json(PracticePage {
         practices,
         total,
@@ -390,16 +389,15 @@ pub(crate) async fn show(
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
     let pool = state.store.pool();
     let practice = model::get(pool, id)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| ApiError::NotFound {
             code: "practice_not_found",
             detail: format!("no practice {id}"),
         })?;
     Ok(Json(PracticeView {
         practice,
-        locations: model::locations(pool, id).await.map_err(ApiError::db)?,
-        physicians: model::members(pool, id).await.map_err(ApiError::db)?,
+        locations: model::locations(pool, id).await?,
+        physicians: model::members(pool, id).await?,
     }))
 }
 
@@ -432,8 +430,7 @@ pub(crate) async fn available(
             q.limit.unwrap_or(100),
             q.offset.unwrap_or(0),
         )
-        .await
-        .map_err(ApiError::db)?,
+        .await?,
     ))
 }
 
@@ -442,11 +439,7 @@ pub(crate) async fn available(
 pub(crate) async fn specialties(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<SpecialtyRow>>, ApiError> {
-    Ok(Json(
-        model::specialties(state.store.pool())
-            .await
-            .map_err(ApiError::db)?,
-    ))
+    Ok(Json(model::specialties(state.store.pool()).await?))
 }
 
 #[utoipa::path(get, path = "/practices/reports/coverage", tag = "practices", security(("bearer" = [])),
@@ -455,11 +448,7 @@ pub(crate) async fn coverage(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<CoverageRow>>, ApiError> {
     let today = state.clock.now().date_naive();
-    Ok(Json(
-        model::coverage(state.store.pool(), today)
-            .await
-            .map_err(ApiError::db)?,
-    ))
+    Ok(Json(model::coverage(state.store.pool(), today).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -479,9 +468,7 @@ pub(crate) async fn compliance(
     let q = query(q)?;
     let today = state.clock.now().date_naive();
     Ok(Json(
-        model::compliance(state.store.pool(), q.practice_id, today)
-            .await
-            .map_err(ApiError::db)?,
+        model::compliance(state.store.pool(), q.practice_id, today).await?,
     ))
 }
 

@@ -64,25 +64,6 @@ pub(crate) async fn initiate(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<NewRenewal>,
 ) -> Result<(StatusCode, Json<CommandDone>), ApiError> {
-    let (version, credential) = state
-        .credentialing
-        .credentials
-        .load(body.credential_id)
-        .await
-        .map_err(commands::credentialing::CredentialingError::from)?;
-    let Some(jurisdiction) = credential.jurisdiction.filter(|_| version > 0) else {
-        return Err(ApiError::NotFound {
-            code: "credential_not_found",
-            detail: format!("no credential {}", body.credential_id),
-        });
-    };
-    let has_state_csr = model::holds_csr(
-        state.store.pool(),
-        credential.physician_id,
-        jurisdiction.as_str(),
-    )
-    .await
-    .map_err(ApiError::db)?;
     let renewal_id = body.renewal_id.unwrap_or_else(Uuid::new_v4);
     let outcome = state
         .credentialing
@@ -90,7 +71,6 @@ pub(crate) async fn initiate(
             body.credential_id,
             renewal_id,
             Origin::Manual,
-            has_state_csr,
             &Metadata::by(caller.actor()),
         )
         .await?;
@@ -333,8 +313,7 @@ pub(crate) async fn list(
             offset,
         },
     )
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     Ok(Json(RenewalPage {
         renewals,
         total,
@@ -354,11 +333,7 @@ pub(crate) async fn statistics(
     let q = query(q)?;
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
     let today = state.clock.now().date_naive();
-    Ok(Json(
-        model::statistics(state.store.pool(), today)
-            .await
-            .map_err(ApiError::db)?,
-    ))
+    Ok(Json(model::statistics(state.store.pool(), today).await?))
 }
 
 async fn row(
@@ -371,8 +346,7 @@ async fn row(
     let q = query(q)?;
     wait_for_cursor(state, PROJECTION, headers, q.min_cursor.as_deref()).await?;
     model::renewal(state.store.pool(), id)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| ApiError::NotFound {
             code: "renewal_not_found",
             detail: format!("no renewal {id}"),

@@ -531,7 +531,8 @@ pub(crate) async fn register(
     let outcome = state
         .staff
         .handle(id, &StaffCommand::Register { profile }, &metadata)
-        .await?;
+        .await
+        .map_err(refused(StaffError::NotFound))?;
     let status = if outcome.replayed {
         StatusCode::OK
     } else {
@@ -594,7 +595,8 @@ async fn staff_command(
     let outcome = state
         .staff
         .handle(id, &command, &Metadata::by(caller.actor()))
-        .await?;
+        .await
+        .map_err(refused(StaffError::NotFound))?;
     Ok(Json(CommandDone::new(id, outcome.version, outcome.cursor)))
 }
 
@@ -645,8 +647,7 @@ pub(crate) async fn list(
         limit,
         offset,
     )
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     Ok(Json(StaffPage {
         staff,
         total,
@@ -683,12 +684,9 @@ pub(crate) async fn show(
     wait_for_cursor(&state, model::NAME, &headers, q.min_cursor.as_deref()).await?;
     let pool = state.store.pool();
     let staff = model::staff_member(pool, id)
-        .await
-        .map_err(ApiError::db)?
-        .ok_or(ApiError::Staff(StaffError::NotFound))?;
-    let active_allocations = model::active_allocations(pool, id)
-        .await
-        .map_err(ApiError::db)?;
+        .await?
+        .ok_or(ApiError::from(StaffError::NotFound))?;
+    let active_allocations = model::active_allocations(pool, id).await?;
     let max = i64::from(staff.max_workload);
     Ok(Json(StaffDetail {
         free_capacity: max - staff.current_workload,
@@ -728,7 +726,7 @@ pub(crate) async fn state_as_of(
     let id = path_id(path)?;
     let at = query(q)?.at()?;
     let (version, s) = as_of::state::<StaffMember>(&state.store, id, at).await?;
-    let profile = s.profile.ok_or(ApiError::Staff(StaffError::NotFound))?;
+    let profile = s.profile.ok_or(ApiError::from(StaffError::NotFound))?;
     Ok(Json(StaffState {
         staff_id: id,
         name: profile.name,
@@ -800,11 +798,7 @@ pub(crate) async fn rank(
     let limit = limit(body.limit, allocation::DEFAULT_LIMIT, RANK_LIMIT_MAX)?;
     let work = body.work.to_domain()?;
     wait_for_cursor(&state, model::NAME, &headers, q.min_cursor.as_deref()).await?;
-    let candidates = state
-        .candidates
-        .candidates(state.store.pool())
-        .await
-        .map_err(ApiError::db)?;
+    let candidates = state.candidates.candidates(state.store.pool()).await?;
     let ranking = allocation::rank(&work, &candidates, &weights, limit);
     let names = names_of(&state, &ranking).await?;
     Ok(Json(Ranking {
@@ -880,7 +874,7 @@ fn allocation_view(
     let decision: &AllocationDecision = state
         .decision
         .as_ref()
-        .ok_or(ApiError::WorkAllocation(WorkAllocationError::NotFound))?;
+        .ok_or(ApiError::from(WorkAllocationError::NotFound))?;
     Ok(AllocationView {
         work_kind: work.kind.as_str(),
         work_id: work.id,
@@ -930,12 +924,12 @@ pub(crate) async fn allocate(
     };
     if let Some(staff_id) = body.staff_id {
         let (version, staff) = state.staff.load(staff_id).await.map_err(|e| match e {
-            commands::HandleError::Store(eventstore::StoreError::StreamTypeMismatch { .. }) => {
-                ApiError::UnknownStaff {
-                    field: "staff_id",
-                    staff_id,
-                }
-            }
+            commands::CommandError::Store(eventstore::StoreError::StreamTypeMismatch {
+                ..
+            }) => ApiError::UnknownStaff {
+                field: "staff_id",
+                staff_id,
+            },
             other => other.into(),
         })?;
         if version == 0 || !staff.exists() {
@@ -947,16 +941,16 @@ pub(crate) async fn allocate(
     }
     let stream = WorkAllocation::stream_id(work_ref);
     // Refuse early, before ranking, when the work is taken; the command decides again.
-    let (_, current) = state.allocations.load(stream).await?;
+    let (_, current) = state
+        .allocations
+        .load(stream)
+        .await
+        .map_err(refused(WorkAllocationError::NotFound))?;
     if let Some(staff_id) = current.current_staff() {
         return Err(WorkAllocationError::AlreadyAllocated { staff_id }.into());
     }
     wait_for_cursor(&state, model::NAME, &headers, q.min_cursor.as_deref()).await?;
-    let candidates = state
-        .candidates
-        .candidates(state.store.pool())
-        .await
-        .map_err(ApiError::db)?;
+    let candidates = state.candidates.candidates(state.store.pool()).await?;
     let decision = allocation::allocate(&work, &candidates, &weights, limit, body.staff_id)?;
     let outcome = state
         .allocations
@@ -968,12 +962,14 @@ pub(crate) async fn allocate(
             },
             &Metadata::by(caller.actor()),
         )
-        .await?;
+        .await
+        .map_err(refused(WorkAllocationError::NotFound))?;
     // The allocation as this command left it (not as a later command may have).
     let (version, allocation) = state
         .allocations
         .load_at_version(stream, outcome.version)
-        .await?;
+        .await
+        .map_err(refused(WorkAllocationError::NotFound))?;
     let names = match &allocation.decision {
         Some(d) => names_of(&state, &d.ranking).await?,
         None => HashMap::new(),
@@ -997,7 +993,8 @@ async fn load_allocation(
     let (version, allocation) = state
         .allocations
         .load(WorkAllocation::stream_id(work))
-        .await?;
+        .await
+        .map_err(refused(WorkAllocationError::NotFound))?;
     if version == 0 || allocation.decision.is_none() {
         return Err(WorkAllocationError::NotFound.into());
     }
@@ -1058,7 +1055,8 @@ pub(crate) async fn release(
             },
             &Metadata::by(caller.actor()),
         )
-        .await?;
+        .await
+        .map_err(refused(WorkAllocationError::NotFound))?;
     Ok(Json(CommandDone::new(
         stream,
         outcome.version,
@@ -1114,7 +1112,7 @@ pub(crate) async fn replay(
     let decision = allocation
         .decision
         .as_ref()
-        .ok_or(ApiError::WorkAllocation(WorkAllocationError::NotFound))?;
+        .ok_or(ApiError::from(WorkAllocationError::NotFound))?;
     let (weights, _) = resolve(body.weights.as_ref(), &decision.weights, "recorded")?;
     let ranking = work_allocation::replay(decision, &weights);
     let names = names_of(&state, &ranking).await?;
@@ -1133,6 +1131,14 @@ pub(crate) async fn replay(
         considered: decision.considered,
         ranking: candidate_views(&ranking, &decision.work, &weights, &names),
     }))
+}
+
+/// A staff or allocation command's failure as an answer; an id that belongs to another kind of
+/// stream names no record of this kind (`not_found`).
+fn refused<R: domain::refusal::Refusal + Send + Sync + 'static>(
+    not_found: R,
+) -> impl FnOnce(commands::CommandError<R>) -> ApiError {
+    move |e| e.widen::<R>(not_found).into()
 }
 
 #[cfg(test)]

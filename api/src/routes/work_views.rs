@@ -82,11 +82,7 @@ pub async fn list_departments(
 ) -> Result<Json<Vec<DepartmentRow>>, ApiError> {
     let q = query(q)?;
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
-    Ok(Json(
-        model::departments(state.store.pool())
-            .await
-            .map_err(ApiError::db)?,
-    ))
+    Ok(Json(model::departments(state.store.pool()).await?))
 }
 
 #[utoipa::path(get, path = "/queues", tag = "work queues", security(("bearer" = [])),
@@ -100,11 +96,7 @@ pub async fn list_queues(
 ) -> Result<Json<Vec<QueueRow>>, ApiError> {
     let q = query(q)?;
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
-    Ok(Json(
-        model::list_queues(state.store.pool())
-            .await
-            .map_err(ApiError::db)?,
-    ))
+    Ok(Json(model::list_queues(state.store.pool()).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -156,8 +148,7 @@ pub async fn show_queue(
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
     let offset = (page - 1).saturating_mul(per_page);
     let view = model::queue_view(state.store.pool(), id, state.clock.now(), per_page, offset)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| queue_not_found(id))?;
     Ok(Json(QueueViewPage {
         view,
@@ -178,9 +169,7 @@ pub(crate) async fn dashboard(
     let q = query(q)?;
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
     Ok(Json(
-        model::dashboard(state.store.pool(), state.clock.now())
-            .await
-            .map_err(ApiError::db)?,
+        model::dashboard(state.store.pool(), state.clock.now()).await?,
     ))
 }
 
@@ -231,8 +220,7 @@ pub(crate) async fn sla_report(
     }
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
     let report = model::sla_report(state.store.pool(), id, from, to, state.clock.now())
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| queue_not_found(id))?;
     Ok(Json(report))
 }
@@ -282,9 +270,7 @@ pub(crate) async fn my_tasks(
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
     let (limit, offset) = page(q.limit, q.offset);
     let (tasks, total) =
-        model::my_tasks(state.store.pool(), &caller.username, status, limit, offset)
-            .await
-            .map_err(ApiError::db)?;
+        model::my_tasks(state.store.pool(), &caller.username, status, limit, offset).await?;
     Ok(Json(TaskPage {
         tasks,
         total,
@@ -338,9 +324,7 @@ pub(crate) async fn list_tasks(
         claimant: q.claimant,
         case_id: q.case_id,
     };
-    let (tasks, total) = model::tasks(state.store.pool(), &filter, limit, offset)
-        .await
-        .map_err(ApiError::db)?;
+    let (tasks, total) = model::tasks(state.store.pool(), &filter, limit, offset).await?;
     Ok(Json(TaskPage {
         tasks,
         total,
@@ -407,9 +391,7 @@ pub(crate) async fn list_cases(
         queue_id: q.queue_id,
         assignee: q.assignee,
     };
-    let (cases, total) = model::cases(state.store.pool(), &filter, limit, offset)
-        .await
-        .map_err(ApiError::db)?;
+    let (cases, total) = model::cases(state.store.pool(), &filter, limit, offset).await?;
     Ok(Json(CasePage {
         cases,
         total,
@@ -441,12 +423,11 @@ pub(crate) async fn show_task(
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
     let pool = state.store.pool();
     let task = model::task(pool, id)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| task_not_found(id))?;
     Ok(Json(TaskDetail {
         task,
-        history: model::task_history(pool, id).await.map_err(ApiError::db)?,
+        history: model::task_history(pool, id).await?,
     }))
 }
 
@@ -473,12 +454,11 @@ pub(crate) async fn show_case(
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
     let pool = state.store.pool();
     let case = model::case(pool, id)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| case_not_found(id))?;
     Ok(Json(CaseDetail {
         case,
-        tasks: model::case_tasks(pool, id).await.map_err(ApiError::db)?,
+        tasks: model::case_tasks(pool, id).await?,
     }))
 }
 
@@ -497,12 +477,9 @@ pub(crate) async fn case_routing(
     wait_for_cursor(&state, PROJECTION, &headers, q.min_cursor.as_deref()).await?;
     let pool = state.store.pool();
     model::case(pool, id)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| case_not_found(id))?;
-    Ok(Json(
-        model::case_routing(pool, id).await.map_err(ApiError::db)?,
-    ))
+    Ok(Json(model::case_routing(pool, id).await?))
 }
 
 /// `as_of::state`, with a stream that does not exist (or is not of this kind, or did not exist

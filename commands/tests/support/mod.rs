@@ -58,6 +58,19 @@ pub enum TicketError {
     Closed,
 }
 
+impl domain::refusal::Refusal for TicketError {
+    fn kind(&self) -> domain::refusal::ErrorKind {
+        match self {
+            TicketError::Missing => domain::refusal::ErrorKind::NotFound,
+            _ => domain::refusal::ErrorKind::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        "ticket_refused"
+    }
+}
+
 impl Aggregate for Ticket {
     const STREAM_TYPE: &'static str = "ticket";
     type Command = TicketCommand;

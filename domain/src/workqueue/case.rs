@@ -138,6 +138,46 @@ pub enum CaseError {
     Invalid(#[from] ValueError),
 }
 
+impl crate::refusal::Refusal for CaseError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        use CaseError as C;
+        match self {
+            C::NotFound => K::NotFound,
+            C::UnknownQueue { .. } | C::UnknownUser { .. } | C::Invalid(_) => K::Invalid,
+            C::NumberTaken { .. }
+            | C::Closed
+            | C::AlreadyInQueue { .. }
+            | C::AlreadyAssigned { .. }
+            | C::UnfinishedTasks { .. }
+            | C::TooManyTasks => K::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use CaseError as C;
+        match self {
+            C::NumberTaken { .. } => "case_number_taken",
+            C::NotFound => "case_not_found",
+            C::Closed => "case_closed",
+            C::UnknownQueue { .. } => "unknown_queue",
+            C::UnknownUser { .. } => "unknown_user",
+            C::AlreadyInQueue { .. } => "case_already_in_queue",
+            C::AlreadyAssigned { .. } => "case_already_assigned",
+            C::UnfinishedTasks { .. } => "case_has_unfinished_tasks",
+            C::TooManyTasks => "case_too_many_tasks",
+            C::Invalid(_) => "invalid_field",
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            CaseError::Invalid(v) => v.details(),
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Case {
     pub number: Option<String>,

@@ -80,6 +80,33 @@ pub enum DepartmentError {
     Invalid(#[from] ValueError),
 }
 
+impl crate::refusal::Refusal for DepartmentError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        match self {
+            DepartmentError::CodeTaken { .. } => K::Conflict,
+            DepartmentError::NotFound => K::NotFound,
+            DepartmentError::UnknownParent { .. } | DepartmentError::Invalid(_) => K::Invalid,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            DepartmentError::CodeTaken { .. } => "department_code_taken",
+            DepartmentError::NotFound => "department_not_found",
+            DepartmentError::UnknownParent { .. } => "unknown_department",
+            DepartmentError::Invalid(_) => "invalid_field",
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            DepartmentError::Invalid(v) => v.details(),
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Department {
     pub code: Option<String>,

@@ -382,6 +382,46 @@ pub enum QueueError {
     Invalid(#[from] ValueError),
 }
 
+impl crate::refusal::Refusal for QueueError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        use QueueError as Q;
+        match self {
+            Q::NameTaken { .. } | Q::GroupRemoved { .. } | Q::GrantExists { .. } => K::Conflict,
+            Q::NotFound | Q::UnknownGrant { .. } => K::NotFound,
+            Q::UnknownDepartment { .. }
+            | Q::UnknownUser { .. }
+            | Q::UnknownGroup { .. }
+            | Q::WindowEndsBeforeStart { .. }
+            | Q::WindowInPast { .. }
+            | Q::Invalid(_) => K::Invalid,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use QueueError as Q;
+        match self {
+            Q::NameTaken { .. } => "queue_name_taken",
+            Q::NotFound => "queue_not_found",
+            Q::UnknownDepartment { .. } => "unknown_department",
+            Q::UnknownUser { .. } => "unknown_user",
+            Q::UnknownGroup { .. } => "unknown_group",
+            Q::GroupRemoved { .. } => "group_removed",
+            Q::WindowEndsBeforeStart { .. } | Q::WindowInPast { .. } => "invalid_grant_window",
+            Q::GrantExists { .. } => "grant_exists",
+            Q::UnknownGrant { .. } => "grant_not_found",
+            Q::Invalid(_) => "invalid_field",
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            QueueError::Invalid(v) => v.details(),
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Queue {
     pub name: Option<String>,

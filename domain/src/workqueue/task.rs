@@ -263,6 +263,76 @@ pub enum TaskError {
     Invalid(#[from] ValueError),
 }
 
+impl crate::refusal::Refusal for TaskError {
+    fn kind(&self) -> crate::refusal::ErrorKind {
+        use crate::refusal::ErrorKind as K;
+        use TaskError as T;
+        match self {
+            T::NotFound => K::NotFound,
+            T::UnknownQueue { .. }
+            | T::UnknownGroup { .. }
+            | T::UnknownCase { .. }
+            | T::Invalid(_) => K::Invalid,
+            T::NoValidGrant { .. }
+            | T::NotInCandidateGroups { .. }
+            | T::NotClaimant { .. }
+            | T::NotLeadOrAdmin
+            | T::NotAllowedToCancel => K::Forbidden,
+            T::AlreadyExists
+            | T::QueueFull { .. }
+            | T::CaseClosed { .. }
+            | T::AlreadyLinked { .. }
+            | T::AlreadyClaimed { .. }
+            | T::WrongState { .. }
+            | T::OverCapacity { .. }
+            | T::AlreadyHolds { .. } => K::Conflict,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use TaskError as T;
+        match self {
+            T::NotFound => "task_not_found",
+            T::AlreadyExists => "task_exists",
+            T::UnknownQueue { .. } => "unknown_queue",
+            T::UnknownGroup { .. } => "unknown_group",
+            T::QueueFull { .. } => "queue_full",
+            T::UnknownCase { .. } => "unknown_case",
+            T::CaseClosed { .. } => "case_closed",
+            T::AlreadyLinked { .. } => "task_already_linked",
+            T::AlreadyClaimed { .. } => "task_already_claimed",
+            T::WrongState { .. } => "task_wrong_state",
+            T::NoValidGrant { .. } => "no_valid_grant",
+            T::NotInCandidateGroups { .. } => "not_in_candidate_groups",
+            T::OverCapacity { .. } => "over_capacity",
+            T::NotClaimant { .. } => "not_claimant",
+            T::NotLeadOrAdmin => "not_lead_or_admin",
+            T::NotAllowedToCancel => "not_allowed_to_cancel",
+            T::AlreadyHolds { .. } => "already_holds_task",
+            T::Invalid(_) => "invalid_field",
+        }
+    }
+
+    /// Who holds the task, the state it is in and the states the command needed, the
+    /// claimer's load against capacity, the field at fault.
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let value = match self {
+            TaskError::AlreadyClaimed { by } => json!({ "claimed_by": by }),
+            TaskError::NotClaimant { claimant } => json!({ "claimed_by": claimant }),
+            TaskError::WrongState { status, allowed } => {
+                json!({ "current_status": status, "allowed": allowed })
+            }
+            TaskError::OverCapacity {
+                claimed, capacity, ..
+            } => json!({ "claimed": claimed, "capacity": capacity }),
+            TaskError::Invalid(v) => return v.details(),
+            _ => return serde_json::Map::new(),
+        };
+        crate::refusal::fields(value)
+    }
+}
+
 /// A task as its events left it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Task {

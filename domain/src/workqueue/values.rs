@@ -13,6 +13,13 @@ pub struct ValueError {
     pub reason: String,
 }
 
+impl ValueError {
+    /// The field at fault, as a refusal's details.
+    pub fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        crate::refusal::fields(serde_json::json!({ "field": self.field }))
+    }
+}
+
 pub(crate) fn value_error(field: &'static str, reason: impl Into<String>) -> ValueError {
     ValueError {
         field,

@@ -133,6 +133,16 @@ pub enum CounterError {
     Overflow { amount: i64, total: i64 },
 }
 
+impl domain::refusal::Refusal for CounterError {
+    fn kind(&self) -> domain::refusal::ErrorKind {
+        domain::refusal::ErrorKind::Conflict
+    }
+
+    fn code(&self) -> &'static str {
+        "counter_overflow"
+    }
+}
+
 impl Aggregate for Counter {
     const STREAM_TYPE: &'static str = "bench_counter";
     type Command = CounterCommand;

@@ -33,7 +33,8 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use commands::workqueue::{NewTask, NothingToClaim, WorkQueueError, WorkQueues};
+use commands::workqueue::{NewTask, NothingToClaim, WorkQueueRefusal, WorkQueues};
+use commands::CommandError;
 use commands::SystemClock;
 use domain::user::Username;
 use domain::workqueue::queue::{
@@ -213,10 +214,14 @@ async fn bench_in(setup: &PgPool, pool: &PgPool, opts: &ClaimBench) -> anyhow::R
                 let meta = Metadata::by(format!("user:{}", users[c]));
                 match work.claim_next(&users[c], None, None, &meta).await {
                     Ok(_) => Ok(()),
-                    Err(WorkQueueError::NothingToClaim(NothingToClaim::NoOpenTask)) => {
+                    Err(CommandError::Rejected(WorkQueueRefusal::NothingToClaim(
+                        NothingToClaim::NoOpenTask,
+                    ))) => {
                         anyhow::bail!("claim-next ran out of open tasks: raise --tasks")
                     }
-                    Err(WorkQueueError::NothingToClaim(NothingToClaim::AtCapacity)) => {
+                    Err(CommandError::Rejected(WorkQueueRefusal::NothingToClaim(
+                        NothingToClaim::AtCapacity,
+                    ))) => {
                         anyhow::bail!(
                             "a claimer reached the per-user capacity of {MAX_PER_USER}: \
                              lower --seconds"
