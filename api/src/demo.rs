@@ -131,7 +131,7 @@ pub async fn load(state: &AppState, seed: u64) -> anyhow::Result<DemoReport> {
     state.jobs.register().await?;
     let run = state
         .jobs
-        .run_now(crate::jobs::RENEWAL_SCAN, "demo")
+        .run_now(commands::jobs::RENEWAL_SCAN, "demo")
         .await?;
     report.scan = run.result.clone();
     caught_up(state).await?;

@@ -9,11 +9,14 @@ use serde::Serialize;
 
 use commands::credentialing::CredentialingError;
 use commands::jobs::JobError;
+use commands::notifications::NotificationsError;
 use commands::practices::PracticeServiceError;
+use commands::users::UsersError;
 use commands::workqueue::WorkQueueError;
 use domain::allocation::AllocationError;
 use domain::credential::CredentialError;
 use domain::physician::PhysicianError;
+use domain::refusal::{ErrorKind, Refusal};
 use domain::renewal::RenewalError;
 use domain::staff::StaffError;
 use domain::work_allocation::WorkAllocationError;
@@ -105,6 +108,9 @@ pub enum ApiError {
     /// Anything else that went wrong on our side; logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Refused by a service whose error states its own kind and code (users, notifications).
+    #[error("{}", .0.detail)]
+    Refused(Refused),
 }
 
 /// The problem document (RFC 9457), plus our stable `code`. Every error response of the API is
@@ -279,6 +285,10 @@ impl ApiError {
                 "invalid_field",
                 "Invalid request",
             ),
+            ApiError::Refused(r) => {
+                let (status, title) = kind_parts(r.kind);
+                (status, r.code, title)
+            }
             ApiError::Store(e) => match e {
                 S::WrongExpectedVersion { .. } => {
                     (StatusCode::CONFLICT, "wrong_expected_version", "Conflict")
@@ -342,7 +352,10 @@ impl ApiError {
         let detail = if status.is_server_error()
             && matches!(
                 self,
-                ApiError::Internal(_) | ApiError::Store(_) | ApiError::Job(_)
+                ApiError::Internal(_)
+                    | ApiError::Store(_)
+                    | ApiError::Job(_)
+                    | ApiError::Refused(_)
             ) {
             "something went wrong on our side; it has been logged".to_owned()
         } else {
@@ -372,6 +385,7 @@ impl ApiError {
             ApiError::InvalidField { field, .. } => {
                 problem.with_extensions(serde_json::json!({ "field": field }))
             }
+            ApiError::Refused(r) => problem.with_extensions(&r.details),
             _ => problem,
         }
     }
@@ -670,6 +684,7 @@ impl IntoResponse for ApiError {
         let retry_after = match self {
             ApiError::ReadModelBehind { .. } | ApiError::DatabaseUnavailable => Some(1),
             ApiError::RateLimited { retry_after } => Some(retry_after),
+            ApiError::Refused(ref r) => r.retry_after(),
             _ => None,
         };
         let mut response = problem.into_response();
@@ -793,3 +808,156 @@ macro_rules! from_staffing_handle_error {
 
 from_staffing_handle_error!(StaffError, StaffError::NotFound);
 from_staffing_handle_error!(WorkAllocationError, WorkAllocationError::NotFound);
+
+// Users and notifications: their error types state kind, code and details beside their
+// definitions (`domain::refusal::Refusal`); here the kind becomes a status, once.
+
+/// A refusal as the API answers it: the kind picks the status, the code and details are the
+/// service's own.
+#[derive(Debug)]
+pub struct Refused {
+    pub kind: ErrorKind,
+    pub code: &'static str,
+    pub detail: String,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Refused {
+    pub fn of(e: &impl Refusal) -> Self {
+        Refused {
+            kind: e.kind(),
+            code: e.code(),
+            detail: e.to_string(),
+            details: e.details(),
+        }
+    }
+
+    /// Seconds a rate-limited client should wait (the `Retry-After` header).
+    fn retry_after(&self) -> Option<u64> {
+        if self.kind != ErrorKind::RateLimited {
+            return None;
+        }
+        self.details.get("retry_after").and_then(|v| v.as_u64())
+    }
+}
+
+/// The status and title of each kind of refusal.
+fn kind_parts(kind: ErrorKind) -> (StatusCode, &'static str) {
+    match kind {
+        ErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid request"),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+        ErrorKind::Conflict => (StatusCode::CONFLICT, "Conflict"),
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+        ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
+        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+    }
+}
+
+impl ApiError {
+    /// Any refusal, by its kind and code; a fault of ours is logged and not shown.
+    pub fn refused(e: &impl Refusal) -> Self {
+        match e.kind() {
+            ErrorKind::Internal => ApiError::internal(e),
+            _ => ApiError::Refused(Refused::of(e)),
+        }
+    }
+}
+
+impl From<UsersError> for ApiError {
+    fn from(e: UsersError) -> Self {
+        match e {
+            // The store's and the database's failures keep the one mapping every service uses.
+            UsersError::Store(s) => ApiError::Store(s),
+            UsersError::Database(d) => ApiError::db(d),
+            other => ApiError::refused(&other),
+        }
+    }
+}
+
+impl From<NotificationsError> for ApiError {
+    fn from(e: NotificationsError) -> Self {
+        match e {
+            NotificationsError::Store(s) => ApiError::Store(s),
+            other => ApiError::refused(&other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod users_and_notifications_tests {
+    use super::*;
+    use commands::HandleError;
+    use domain::notification::NotificationError;
+    use domain::user::UserError;
+
+    fn answer(e: ApiError) -> (u16, &'static str) {
+        let problem = e.problem();
+        (problem.status, problem.code)
+    }
+
+    #[test]
+    fn users_and_notifications_commands_that_give_up_after_too_many_conflicts_are_409_concurrency_conflict(
+    ) {
+        let users = UsersError::from(HandleError::<UserError>::TooManyConflicts {
+            stream_id: uuid::Uuid::nil(),
+            attempts: 8,
+        });
+        let notifications =
+            NotificationsError::from(HandleError::<NotificationError>::TooManyConflicts {
+                stream_id: uuid::Uuid::nil(),
+                attempts: 8,
+            });
+        assert_eq!(answer(users.into()), (409, "concurrency_conflict"));
+        assert_eq!(answer(notifications.into()), (409, "concurrency_conflict"));
+    }
+
+    #[test]
+    fn users_refusals_keep_the_statuses_and_codes_clients_know() {
+        let until = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        for (e, expected) in [
+            (UsersError::InvalidCredentials, (401, "invalid_credentials")),
+            (UsersError::Unauthenticated, (401, "unauthenticated")),
+            (
+                UsersError::InvalidEmail { email: "x".into() },
+                (422, "invalid_body"),
+            ),
+            (UserError::Locked { until }.into(), (403, "account_locked")),
+            (UserError::Deactivated.into(), (403, "account_deactivated")),
+            (UserError::AlreadyExists.into(), (409, "user_exists")),
+            (UserError::NotFound.into(), (404, "user_not_found")),
+            (
+                UserError::WeakPassword { reason: "short" }.into(),
+                (422, "weak_password"),
+            ),
+        ] {
+            assert_eq!(answer(ApiError::from(e)), expected);
+        }
+    }
+
+    #[test]
+    fn a_rate_limited_login_answers_429_with_retry_after() {
+        let response = ApiError::from(UsersError::RateLimited { retry_after: 12 }).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("12")
+        );
+    }
+
+    #[test]
+    fn notification_refusals_keep_the_statuses_and_codes_clients_know() {
+        assert_eq!(
+            answer(NotificationsError::from(NotificationError::NotFound).into()),
+            (404, "notification_not_found")
+        );
+        assert_eq!(
+            answer(NotificationsError::from(NotificationError::Archived).into()),
+            (409, "notification_state")
+        );
+    }
+}

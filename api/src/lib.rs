@@ -7,10 +7,11 @@
 //! - [`error`]: [`error::ApiError`], the one mapping from failures to problem+json responses.
 //! - [`db`]: connecting, creating the database if missing, migrating, and the clear message when
 //!   no server answers.
+//! - [`auth`]: the HTTP side of authentication (the bearer token, the [`auth::Caller`]
+//!   extension); users, sessions, notifications and the scheduled jobs are `commands`
+//!   services that [`AppState`] holds.
 //! - [`rng`]: the seeded generator behind demo and benchmark data.
-//! - [`notify`]: notification channels (signed webhook, log).
 //! - [`demo`]: `caseledger demo`, the seed's scale of credentialing data.
-//! - [`jobs`]: the scheduled jobs (renewal scan, renewal expiry) on the shared job runner.
 //! - [`bench`]: `caseledger bench ...`, the benchmarks.
 //! - `main.rs`: the command line (`serve`, `migrate`, `bench`).
 
@@ -22,10 +23,8 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod extract;
-pub mod jobs;
 pub mod layers;
 pub mod metrics;
-pub mod notify;
 pub mod openapi;
 pub mod permissions;
 pub mod rng;
@@ -52,7 +51,7 @@ pub struct AppState {
     /// Timeouts, limits and CORS.
     pub http: layers::HttpConfig,
     /// Users, logins and sessions.
-    pub auth: auth::Auth,
+    pub auth: commands::users::Users,
     /// Request counts and latencies, lag; served at `/metrics`.
     pub metrics: metrics::Metrics,
     /// The time as the domain sees it (the wall clock, or a test's).
@@ -65,8 +64,8 @@ pub struct AppState {
     pub practices: std::sync::Arc<commands::practices::Practices>,
     /// Departments, queues, grants, tasks and cases.
     pub work: std::sync::Arc<commands::workqueue::WorkQueues>,
-    /// What the jobs work with (the notification channel among it).
-    pub job_deps: jobs::JobDeps,
+    /// What the jobs work with (the notification service and its channel among it).
+    pub job_deps: commands::jobs::JobDeps,
     /// Whether this process runs the job scheduler (shown at `GET /jobs`).
     pub scheduler_running: bool,
     /// Staff members' profiles and availability.
@@ -93,7 +92,7 @@ impl AppState {
 
     /// State whose time (session expiry, lockouts) comes from `clock`.
     pub fn with_clock(store: EventStore, clock: std::sync::Arc<dyn commands::Clock>) -> Self {
-        let auth = auth::Auth::new(store.clone(), clock.clone());
+        let auth = commands::users::Users::new(store.clone(), clock.clone());
         let credentialing = std::sync::Arc::new(commands::credentialing::Credentialing::new(
             store.clone(),
             clock.clone(),
@@ -106,21 +105,21 @@ impl AppState {
             store.clone(),
             clock.clone(),
         ));
-        let job_deps = jobs::JobDeps {
+        let job_deps = commands::jobs::JobDeps {
             pool: store.pool().clone(),
             credentialing: credentialing.clone(),
-            notifications: std::sync::Arc::new(commands::CommandHandler::new(
+            notifications: std::sync::Arc::new(commands::notifications::Notifications::new(
                 store.clone(),
                 clock.clone(),
+                std::sync::Arc::new(commands::notifications::LogChannel),
+                DEFAULT_CONTACT.to_owned(),
             )),
-            channel: std::sync::Arc::new(notify::Channel::Log),
-            contact: DEFAULT_CONTACT.to_owned(),
             work: work.clone(),
         };
         let jobs = commands::jobs::JobRunner::new(
             store.pool().clone(),
             clock.clone(),
-            jobs::all(&job_deps),
+            commands::jobs::all(&job_deps),
         );
         let staff =
             std::sync::Arc::new(commands::CommandHandler::new(store.clone(), clock.clone()));
@@ -159,13 +158,22 @@ pub const DEFAULT_CONTACT: &str = "Contact the credentialing team for assistance
 
 impl AppState {
     /// The same state with notifications sent through `channel`, ending with `contact`.
-    pub fn with_notifications(mut self, channel: notify::Channel, contact: String) -> Self {
-        self.job_deps.channel = std::sync::Arc::new(channel);
-        self.job_deps.contact = contact;
+    pub fn with_notifications(
+        mut self,
+        channel: std::sync::Arc<dyn commands::notifications::NotificationChannel>,
+        contact: String,
+    ) -> Self {
+        self.job_deps.notifications =
+            std::sync::Arc::new(commands::notifications::Notifications::new(
+                self.store.clone(),
+                self.clock.clone(),
+                channel,
+                contact,
+            ));
         self.jobs = commands::jobs::JobRunner::new(
             self.store.pool().clone(),
             self.clock.clone(),
-            jobs::all(&self.job_deps),
+            commands::jobs::all(&self.job_deps),
         );
         self
     }

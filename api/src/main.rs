@@ -244,7 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 allocation_weights.as_deref().unwrap_or(""),
             )
             .map_err(|e| anyhow::anyhow!("CASELEDGER_ALLOCATION_WEIGHTS: {e}"))?;
-            let channel = caseledger::notify::Channel::from_config(
+            let channel = commands::notifications::channel_from_config(
                 webhook_url.as_deref(),
                 webhook_secret.as_deref(),
                 std::time::Duration::from_secs(webhook_timeout_secs.max(1)),
@@ -322,7 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .register(&username, &email, role, &password, "cli")
                 .await;
             pool.close().await;
-            result.map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+            result.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created {role} {username}");
         }
         Command::Demo { seed } => {
@@ -611,11 +611,8 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
         .await
     {
         Ok(_) => tracing::info!(%username, "created the first admin"),
-        Err(caseledger::error::ApiError::User(domain::user::UserError::AlreadyExists)) => {}
-        Err(e) => anyhow::bail!(
-            "could not create the admin {username:?}: {}",
-            e.problem().detail
-        ),
+        Err(commands::users::UsersError::User(domain::user::UserError::AlreadyExists)) => {}
+        Err(e) => anyhow::bail!("could not create the admin {username:?}: {e}"),
     }
     Ok(())
 }
