@@ -138,7 +138,7 @@ pub enum ConfigError {
     #[error("the configuration has {} problem(s):\n  {}", .0.len(), .0.join("\n  "))]
     Invalid(Vec<String>),
     #[error(transparent)]
-    Channel(#[from] crate::notify::ChannelConfigError),
+    Channel(#[from] commands::notifications::ChannelConfigError),
     #[error("CASELEDGER_JOB_INTERVALS: {0}")]
     Jobs(#[from] commands::jobs::JobError),
 }
@@ -165,8 +165,13 @@ impl Config {
     }
 
     /// Where notifications go under this configuration.
-    pub fn channel(&self) -> Result<crate::notify::Channel, crate::notify::ChannelConfigError> {
-        crate::notify::Channel::from_config(
+    pub fn channel(
+        &self,
+    ) -> Result<
+        std::sync::Arc<dyn commands::notifications::NotificationChannel>,
+        commands::notifications::ChannelConfigError,
+    > {
+        commands::notifications::channel_from_config(
             self.webhook_url.as_deref(),
             self.webhook_secret.as_deref(),
             self.webhook_timeout,

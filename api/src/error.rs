@@ -384,6 +384,11 @@ impl IntoResponse for ApiError {
         let retry_after = match self {
             ApiError::ReadModelBehind { .. } | ApiError::DatabaseUnavailable => Some(1),
             ApiError::RateLimited { retry_after } => Some(retry_after),
+            ApiError::Refused {
+                kind: ErrorKind::RateLimited,
+                ref details,
+                ..
+            } => details.get("retry_after").and_then(|v| v.as_u64()),
             _ => None,
         };
         let mut response = problem.into_response();
@@ -455,5 +460,101 @@ mod tests {
         }
         .into();
         assert_eq!(answer(e), (409, "command_id_reused"));
+    }
+}
+
+impl From<commands::users::UsersError> for ApiError {
+    fn from(e: commands::users::UsersError) -> Self {
+        use commands::users::UsersError;
+        match e {
+            // The store's and the database's failures keep the one mapping every service uses.
+            UsersError::Store(s) => ApiError::Store(s),
+            UsersError::Database(d) => ApiError::db(d),
+            other => ApiError::refused(&other),
+        }
+    }
+}
+
+impl From<commands::notifications::NotificationsError> for ApiError {
+    fn from(e: commands::notifications::NotificationsError) -> Self {
+        match e {
+            commands::notifications::NotificationsError::Store(s) => ApiError::Store(s),
+            other => ApiError::refused(&other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod users_and_notifications_tests {
+    use super::*;
+    use commands::notifications::NotificationsError;
+    use commands::users::UsersError;
+    use commands::CommandError as HandleError;
+    use domain::notification::NotificationError;
+    use domain::user::UserError;
+
+    fn answer(e: ApiError) -> (u16, &'static str) {
+        let problem = e.problem();
+        (problem.status, problem.code)
+    }
+
+    #[test]
+    fn users_and_notifications_commands_that_give_up_after_too_many_conflicts_are_409_concurrency_conflict(
+    ) {
+        let users = UsersError::from(HandleError::<UserError>::TooManyConflicts { attempts: 8 });
+        let notifications =
+            NotificationsError::from(HandleError::<NotificationError>::TooManyConflicts {
+                attempts: 8,
+            });
+        assert_eq!(answer(users.into()), (409, "concurrency_conflict"));
+        assert_eq!(answer(notifications.into()), (409, "concurrency_conflict"));
+    }
+
+    #[test]
+    fn users_refusals_keep_the_statuses_and_codes_clients_know() {
+        let until = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        for (e, expected) in [
+            (UsersError::InvalidCredentials, (401, "invalid_credentials")),
+            (UsersError::Unauthenticated, (401, "unauthenticated")),
+            (
+                UsersError::InvalidEmail { email: "x".into() },
+                (422, "invalid_body"),
+            ),
+            (UserError::Locked { until }.into(), (403, "account_locked")),
+            (UserError::Deactivated.into(), (403, "account_deactivated")),
+            (UserError::AlreadyExists.into(), (409, "user_exists")),
+            (UserError::NotFound.into(), (404, "user_not_found")),
+            (
+                UserError::WeakPassword { reason: "short" }.into(),
+                (422, "weak_password"),
+            ),
+        ] {
+            assert_eq!(answer(ApiError::from(e)), expected);
+        }
+    }
+
+    #[test]
+    fn a_rate_limited_login_answers_429_with_retry_after() {
+        let response = ApiError::from(UsersError::RateLimited { retry_after: 12 }).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("12")
+        );
+    }
+
+    #[test]
+    fn notification_refusals_keep_the_statuses_and_codes_clients_know() {
+        assert_eq!(
+            answer(NotificationsError::from(NotificationError::NotFound).into()),
+            (404, "notification_not_found")
+        );
+        assert_eq!(
+            answer(NotificationsError::from(NotificationError::Archived).into()),
+            (409, "notification_state")
+        );
     }
 }

@@ -9,8 +9,9 @@
 //!   no server answers.
 //! - [`config`]: the server's configuration, one typed struct from flags and environment, which
 //!   [`AppState::new`] is built from.
-//! - [`notify`]: notification channels (signed webhook, log).
-//! - [`jobs`]: the scheduled jobs (renewal scan, renewal expiry) on the shared job runner.
+//! - [`auth`]: the HTTP side of authentication (the bearer token, the [`auth::Caller`]
+//!   extension); users, sessions, notifications and the scheduled jobs are `commands`
+//!   services that [`AppState`] holds.
 //! - `main.rs`: the command line (`serve`, `migrate`, `users`, `projections`). Demo data and
 //!   benchmarks are another binary, `caseledger-tools` (the `tools` crate).
 
@@ -21,10 +22,8 @@ pub mod consistency;
 pub mod db;
 pub mod error;
 pub mod extract;
-pub mod jobs;
 pub mod layers;
 pub mod metrics;
-pub mod notify;
 pub mod openapi;
 pub mod permissions;
 pub mod routes;
@@ -50,7 +49,7 @@ pub struct AppState {
     /// Timeouts, limits and CORS.
     pub http: layers::HttpConfig,
     /// Users, logins and sessions.
-    pub auth: auth::Auth,
+    pub auth: commands::users::Users,
     /// Request counts and latencies, lag; served at `/metrics`.
     pub metrics: metrics::Metrics,
     /// The time as the domain sees it (the wall clock, or a test's).
@@ -63,8 +62,8 @@ pub struct AppState {
     pub practices: std::sync::Arc<commands::practices::Practices>,
     /// Departments, queues, grants, tasks and cases.
     pub work: std::sync::Arc<commands::workqueue::WorkQueues>,
-    /// What the jobs work with (the notification channel among it).
-    pub job_deps: jobs::JobDeps,
+    /// What the jobs work with (the notification service and its channel among it).
+    pub job_deps: commands::jobs::JobDeps,
     /// Whether this process runs the job scheduler (shown at `GET /jobs`): `serve` starts it
     /// unless configured not to.
     pub scheduler_running: bool,
@@ -100,9 +99,9 @@ impl AppState {
         store: EventStore,
         clock: std::sync::Arc<dyn commands::Clock>,
         config: &config::Config,
-        channel: notify::Channel,
+        channel: std::sync::Arc<dyn commands::notifications::NotificationChannel>,
     ) -> Result<Self, config::ConfigError> {
-        let mut auth = auth::Auth::new(store.clone(), clock.clone());
+        let mut auth = commands::users::Users::new(store.clone(), clock.clone());
         if let Some(limit) = config.login_limit {
             auth = auth.with_login_limits(limit, limit);
         }
@@ -118,21 +117,21 @@ impl AppState {
             store.clone(),
             clock.clone(),
         ));
-        let job_deps = jobs::JobDeps {
+        let job_deps = commands::jobs::JobDeps {
             pool: store.pool().clone(),
             credentialing: credentialing.clone(),
-            notifications: std::sync::Arc::new(commands::CommandHandler::new(
+            notifications: std::sync::Arc::new(commands::notifications::Notifications::new(
                 store.clone(),
                 clock.clone(),
+                channel,
+                config.notification_contact.clone(),
             )),
-            channel: std::sync::Arc::new(channel),
-            contact: config.notification_contact.clone(),
             work: work.clone(),
         };
         let jobs = commands::jobs::JobRunner::new(
             store.pool().clone(),
             clock.clone(),
-            jobs::all(&job_deps),
+            commands::jobs::all(&job_deps),
         )
         .with_intervals(config.job_intervals.0.clone())?;
         let staff =

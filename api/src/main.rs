@@ -148,7 +148,7 @@ async fn create_user(
             .auth
             .register(username, email, role, password, "cli")
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.problem().detail)),
+            .map_err(|e| anyhow::anyhow!("{e}")),
         Err(e) => Err(e),
     };
     pool.close().await;

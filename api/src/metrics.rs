@@ -130,7 +130,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 pub async fn render(state: &AppState) -> Result<String, crate::error::ApiError> {
     let m = &state.metrics;
     // Conflicts are counted by the command handlers; the counter follows their total.
-    let total = state.auth.users.conflicts();
+    let total = state.auth.handler().conflicts();
     let seen = m.conflicts.get();
     if total > seen {
         m.conflicts.inc_by(total - seen);

@@ -257,7 +257,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     if access == Access::Public {
         return next.run(request).await;
     }
-    let caller = match state.auth.authenticate(request.headers()).await {
+    let caller = match crate::auth::authenticate(&state.auth, request.headers()).await {
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };

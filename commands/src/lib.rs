@@ -15,16 +15,27 @@
 //!   one transaction; transfers across three streams).
 //! - [`workqueue`]: departments, queues and grants, tasks (claim-next with `SKIP LOCKED` over
 //!   the write side's `wq_*` tables, hand-offs, SLA escalation, push distribution) and cases.
+//! - [`users`]: users and sessions: registration, login with lockout and rate limits, bearer
+//!   tokens (stored hashed), password changes (Argon2id hashes kept beside the log).
+//! - [`notifications`]: notifications and their delivery policy (claim an attempt, send,
+//!   record the outcome), behind the [`notifications::NotificationChannel`] port with its log
+//!   and signed-webhook adapters.
 //! - [`jobs`]: the job runner every scheduled job uses (one run at a time across processes,
-//!   a shared schedule, a record of runs).
+//!   a shared schedule, a record of runs) and the server's jobs: renewal scan and expiry,
+//!   notification check, dispatch and retention, SLA escalation.
+//!
+//! Services that need a read model (the jobs' candidate lists) use `projections`' queries
+//! only to suggest; every decision is taken from the write side.
 
 pub mod clock;
 pub mod credentialing;
 pub mod error;
 pub mod handler;
 pub mod jobs;
+pub mod notifications;
 pub mod practices;
 pub mod unit_of_work;
+pub mod users;
 pub mod workqueue;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -58,7 +58,7 @@ impl TestApp {
                 "test",
             )
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.login(username, PASSWORD).await
     }
 
@@ -130,7 +130,7 @@ pub struct Options {
     /// Login attempts per minute per account and per address; the server's defaults when `None`.
     pub login_limit: Option<u32>,
     /// Where notifications go; the log channel when `None`.
-    pub channel: Option<api::notify::Channel>,
+    pub channel: Option<Arc<dyn commands::notifications::NotificationChannel>>,
 }
 
 impl Default for Options {
@@ -202,15 +202,15 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<Te
         .register("admin", "admin@example.org", Role::Admin, PASSWORD, "test")
         .await
     {
-        Ok(_) | Err(api::error::ApiError::User(domain::user::UserError::AlreadyExists)) => {}
-        Err(e) => anyhow::bail!("{}", e.problem().detail),
+        Ok(_) | Err(commands::users::UsersError::User(domain::user::UserError::AlreadyExists)) => {}
+        Err(e) => anyhow::bail!("{e}"),
     }
     let session = app
         .state
         .auth
         .login("admin", PASSWORD, false, None)
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     app.client = TestApp::client_with(&session.token)?;
     Ok(app)
 }

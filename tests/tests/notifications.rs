@@ -57,14 +57,14 @@ async fn credential(app: &TestApp, n: u32, expiry: NaiveDate) -> anyhow::Result<
     Ok(credential.stream_id)
 }
 
-fn check(app: &TestApp) -> api::jobs::NotificationCheck {
-    api::jobs::NotificationCheck {
+fn check(app: &TestApp) -> commands::jobs::NotificationCheck {
+    commands::jobs::NotificationCheck {
         deps: app.state.job_deps.clone(),
     }
 }
 
-fn dispatcher(app: &TestApp) -> api::jobs::NotificationDispatch {
-    api::jobs::NotificationDispatch {
+fn dispatcher(app: &TestApp) -> commands::jobs::NotificationDispatch {
+    commands::jobs::NotificationDispatch {
         deps: app.state.job_deps.clone(),
     }
 }
@@ -175,18 +175,19 @@ async fn receiver(failures: usize) -> anyhow::Result<(String, Arc<Mutex<Vec<Seen
             let log = log.clone();
             async move {
                 let signature = headers
-                    .get(api::notify::SIGNATURE_HEADER)
+                    .get(commands::notifications::SIGNATURE_HEADER)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_owned();
                 let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
                 log.push(Seen {
                     idempotency_key: headers
-                        .get(api::notify::IDEMPOTENCY_HEADER)
+                        .get(commands::notifications::IDEMPOTENCY_HEADER)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_owned(),
-                    signature_ok: signature == api::notify::signature(SECRET.as_bytes(), &body),
+                    signature_ok: signature
+                        == commands::notifications::signature(SECRET.as_bytes(), &body),
                 });
                 if log.len() <= failures {
                     (StatusCode::SERVICE_UNAVAILABLE, "try later")
@@ -209,7 +210,7 @@ async fn app_with_receiver(
     clock: &ManualClock,
     url: &str,
 ) -> anyhow::Result<TestApp> {
-    let channel = api::notify::Channel::from_config(
+    let channel = commands::notifications::channel_from_config(
         Some(url),
         Some(SECRET),
         std::time::Duration::from_secs(5),
@@ -379,13 +380,13 @@ async fn approving_a_renewal_cancels_the_pending_notifications_for_the_old_expir
 
 #[test]
 fn a_webhook_that_is_not_http_or_has_no_secret_is_refused_at_start_up() -> anyhow::Result<()> {
-    let bad = api::notify::Channel::from_config(
+    let bad = commands::notifications::channel_from_config(
         Some("ftp://example.org/hook"),
         Some(SECRET),
         std::time::Duration::from_secs(1),
     );
     assert!(bad.is_err_and(|e| e.to_string().contains("http")));
-    let unsigned = api::notify::Channel::from_config(
+    let unsigned = commands::notifications::channel_from_config(
         Some("http://127.0.0.1:9/hook"),
         None,
         std::time::Duration::from_secs(1),
@@ -416,7 +417,7 @@ async fn a_slow_or_unreachable_receiver_costs_a_failed_attempt_not_a_stalled_dis
         (7, nobody_url, "could not reach"),
     ] {
         let clock = ManualClock::at(start()?);
-        let channel = api::notify::Channel::from_config(
+        let channel = commands::notifications::channel_from_config(
             Some(&url),
             Some(SECRET),
             std::time::Duration::from_millis(500),
@@ -462,12 +463,14 @@ async fn two_dispatchers_at_once_deliver_a_notification_once(pool: PgPool) -> an
     app.settle().await?;
     // As if in two servers: separate command handlers (no shared in-process queue).
     let mut other = app.state.job_deps.clone();
-    other.notifications = Arc::new(commands::CommandHandler::new(
+    other.notifications = Arc::new(commands::notifications::Notifications::new(
         app.store.clone(),
         Arc::new(clock.clone()),
+        app.state.job_deps.notifications.channel().clone(),
+        api::config::DEFAULT_CONTACT.to_owned(),
     ));
     let one = dispatcher(&app);
-    let two = api::jobs::NotificationDispatch { deps: other };
+    let two = commands::jobs::NotificationDispatch { deps: other };
     let now = clock_now(&clock);
     let (a, b) = tokio::join!(one.dispatch(now), two.dispatch(now));
     let (a, b) = (a?, b?);

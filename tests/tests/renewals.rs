@@ -394,7 +394,7 @@ async fn two_concurrent_scans_open_one_renewal_per_due_credential(
 
     // The aggregates alone keep renewals unique: two scans running at once, bypassing the
     // runner's one-run-at-a-time lock.
-    let scan = api::jobs::RenewalScan {
+    let scan = commands::jobs::RenewalScan {
         credentialing: app.state.credentialing.clone(),
         pool: app.store.pool().clone(),
     };

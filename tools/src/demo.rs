@@ -130,7 +130,10 @@ pub async fn load(state: &AppState, seed: u64) -> anyhow::Result<DemoReport> {
     }
     caught_up(state).await?;
     state.jobs.register().await?;
-    let run = state.jobs.run_now(api::jobs::RENEWAL_SCAN, "demo").await?;
+    let run = state
+        .jobs
+        .run_now(commands::jobs::RENEWAL_SCAN, "demo")
+        .await?;
     report.scan = run.result.clone();
     caught_up(state).await?;
     // Only on a first load, so that loading again changes nothing.

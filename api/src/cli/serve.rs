@@ -87,11 +87,8 @@ async fn bootstrap_admin(state: &AppState, config: &Config) -> anyhow::Result<()
         .await
     {
         Ok(_) => tracing::info!(%username, "created the first admin"),
-        Err(caseledger::error::ApiError::User(domain::user::UserError::AlreadyExists)) => {}
-        Err(e) => anyhow::bail!(
-            "could not create the admin {username:?}: {}",
-            e.problem().detail
-        ),
+        Err(commands::users::UsersError::User(domain::user::UserError::AlreadyExists)) => {}
+        Err(e) => anyhow::bail!("could not create the admin {username:?}: {e}"),
     }
     Ok(())
 }

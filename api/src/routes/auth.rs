@@ -42,7 +42,8 @@ pub(crate) async fn login(
         state
             .auth
             .login(&body.username, &body.password, body.remember_me, addr)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -82,7 +83,13 @@ pub(crate) async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     state
         .auth
-        .change_password(&caller, &body.current_password, &body.new_password)
+        .change_password(
+            &caller.username,
+            &caller.token_hash,
+            &body.current_password,
+            &body.new_password,
+            &caller.actor(),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,10 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
-use commands::CommandError;
-use domain::notification::{
-    self, NotificationCommand, NotificationContent, NotificationError, Severity,
-};
+use domain::notification::{self, Severity};
 use eventstore::Metadata;
 use projections::notifications::{self as model, AttemptRow, NotificationQuery, NotificationRow};
 use serde::{Deserialize, Serialize};
@@ -20,7 +17,6 @@ use crate::auth::Caller;
 use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, CommandDone};
-use crate::jobs::{NotificationDispatch, Sent};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -166,11 +162,6 @@ pub(crate) async fn show(
     }))
 }
 
-/// A notification command's failure, answered like every other service's.
-fn refused(e: CommandError<NotificationError>) -> ApiError {
-    e.into()
-}
-
 #[utoipa::path(post, path = "/notifications/{id}/retry", tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, description = "Pending again, with one more attempt", body = CommandDone),
@@ -184,13 +175,8 @@ pub(crate) async fn retry(
     let outcome = state
         .job_deps
         .notifications
-        .handle(
-            id,
-            &NotificationCommand::Retry,
-            &Metadata::by(caller.actor()),
-        )
-        .await
-        .map_err(refused)?;
+        .retry(id, &Metadata::by(caller.actor()))
+        .await?;
     Ok(Json(CommandDone::new(id, outcome.version, outcome.cursor)))
 }
 
@@ -209,49 +195,18 @@ pub(crate) async fn send_test(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<(StatusCode, Json<TestSent>), ApiError> {
-    let now = state.clock.now();
-    let id = Uuid::new_v4();
-    let content = NotificationContent {
-        physician_name: "Test Physician".into(),
-        credential_kind: domain::credential::CredentialKind::License,
-        jurisdiction: domain::jurisdiction::Jurisdiction::parse("TX")
-            .map_err(ApiError::internal)?,
-        expiry: now.date_naive(),
-        days_remaining: 0,
-        required_action: "None: this is a test of the notification channel".into(),
-        severity: Severity::Info,
-        contact: state.job_deps.contact.clone(),
-    };
-    let metadata = Metadata::by(caller.actor());
-    let handler = &state.job_deps.notifications;
-    handler
-        .handle(
-            id,
-            &NotificationCommand::Schedule {
-                credential_id: None,
-                physician_id: None,
-                trigger_days: 0,
-                content,
-            },
-            &metadata,
-        )
-        .await
-        .map_err(refused)?;
-    let dispatcher = NotificationDispatch {
-        deps: state.job_deps.clone(),
-    };
-    let sent = dispatcher
-        .send_one(id, &metadata)
-        .await
-        .map_err(ApiError::internal)?;
-    let delivered = matches!(sent, Sent::Delivered);
+    let sent = state
+        .job_deps
+        .notifications
+        .send_test(&Metadata::by(caller.actor()))
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(TestSent {
-            notification_id: id,
-            channel: state.job_deps.channel.name(),
-            delivered,
-            detail: (!delivered)
+            notification_id: sent.notification_id,
+            channel: sent.channel,
+            delivered: sent.delivered,
+            detail: (!sent.delivered)
                 .then(|| "the channel refused it; see GET /notifications/{id}".to_owned()),
         }),
     ))

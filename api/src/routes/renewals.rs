@@ -203,7 +203,7 @@ pub(crate) async fn scan(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<JobRun>, ApiError> {
     Ok(Json(
-        crate::routes::jobs::run_job(&state, crate::jobs::RENEWAL_SCAN, &caller.actor()).await?,
+        crate::routes::jobs::run_job(&state, commands::jobs::RENEWAL_SCAN, &caller.actor()).await?,
     ))
 }
 

@@ -129,11 +129,7 @@ pub(crate) async fn deactivate(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let name = username(path)?;
-    state
-        .auth
-        .command(&name, UserCommand::Deactivate, &caller.actor())
-        .await?;
-    state.auth.revoke(auth::user_id(&name), None).await?;
+    state.auth.deactivate(&name, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

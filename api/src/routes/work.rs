@@ -30,8 +30,8 @@ use uuid::Uuid;
 use crate::auth::{user_id, Caller};
 use crate::error::ApiError;
 use crate::extract::{path_id, ApiJson, CommandDone};
-use crate::notify::IDEMPOTENCY_HEADER;
 use crate::AppState;
+use commands::notifications::IDEMPOTENCY_HEADER;
 
 pub fn router() -> Router<AppState> {
     use super::work_views as views;

@@ -366,12 +366,12 @@ async fn bench(pool: &PgPool, opts: &AllocationBench) -> anyhow::Result<Vec<RunR
             "bench",
         )
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let session = state
         .auth
         .login("bench", PASSWORD, false, None)
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = api::app(state.clone());
 
     let mut results = Vec::new();

@@ -27,7 +27,7 @@ use eventstore::{EventStore, Metadata};
 
 use super::{fresh_database, median};
 use api::db::Database;
-use api::jobs::RenewalScan;
+use commands::jobs::RenewalScan;
 
 const DATABASE: &str = "caseledger_bench_scan";
 
@@ -258,7 +258,7 @@ async fn ceiling(pool: &PgPool, n: usize) -> anyhow::Result<Duration> {
                 anyhow::Ok(())
             }
         })
-        .buffer_unordered(api::jobs::SCAN_CONCURRENCY)
+        .buffer_unordered(commands::jobs::SCAN_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
     let elapsed = started.elapsed();

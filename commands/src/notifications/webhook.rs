@@ -1,22 +1,22 @@
-//! Delivery channels for notifications: a webhook (JSON over HTTP POST, signed with
-//! HMAC-SHA256, carrying an idempotency key) and a log sink, the development default.
+//! The webhook adapter: JSON over HTTP POST, signed with HMAC-SHA256, carrying an idempotency
+//! key; and the channel configuration (`CASELEDGER_WEBHOOK_URL` and its secret) that picks it.
 //!
-//! A channel only sends and says how it went; the dispatcher job records every attempt and its
-//! outcome as events. Every send is bounded by the configured timeout, so a slow or silent
-//! receiver costs one failed attempt, never a stalled dispatcher.
+//! Every send is bounded by the configured timeout, so a slow or silent receiver costs one
+//! failed attempt, never a stalled dispatcher.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use serde::Serialize;
 use sha2::Sha256;
-use uuid::Uuid;
+
+use super::channel::{Delivery, LogChannel, NotificationChannel, SendFuture};
 
 /// Header carrying `sha256=<hex HMAC-SHA256 of the body>` under the shared secret.
 pub const SIGNATURE_HEADER: &str = "x-caseledger-signature";
 /// The idempotency header: on webhooks it carries the notification id (the same on every
-/// attempt, so receivers drop repeats); clients send it to this API on claim-next and task
-/// creation (`routes::work`).
+/// attempt, so receivers drop repeats); clients send it to the API on claim-next and task
+/// creation.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// Why a channel configuration is refused at start-up.
@@ -30,29 +30,19 @@ pub enum ChannelConfigError {
     Client(String),
 }
 
-/// What the webhook receives.
-#[derive(Debug, Clone, Serialize)]
-pub struct Delivery {
-    pub notification_id: Uuid,
-    pub attempt: u32,
-    pub severity: String,
-    pub subject: String,
-    pub body: String,
-    pub physician_name: String,
-    pub credential_kind: String,
-    pub jurisdiction: String,
-    pub expiry: chrono::NaiveDate,
-    pub trigger_days: i32,
+/// The webhook when `url` is given (with its secret), else the log sink.
+pub fn channel_from_config(
+    url: Option<&str>,
+    secret: Option<&str>,
+    timeout: Duration,
+) -> Result<Arc<dyn NotificationChannel>, ChannelConfigError> {
+    match url.filter(|u| !u.trim().is_empty()) {
+        None => Ok(Arc::new(LogChannel)),
+        Some(url) => Ok(Arc::new(Webhook::new(url, secret, timeout)?)),
+    }
 }
 
-/// Where notifications go.
-#[derive(Debug, Clone)]
-pub enum Channel {
-    /// Writes each notification to the log (development).
-    Log,
-    Webhook(Webhook),
-}
-
+/// Posts deliveries to one URL.
 #[derive(Debug, Clone)]
 pub struct Webhook {
     url: reqwest::Url,
@@ -60,16 +50,14 @@ pub struct Webhook {
     client: reqwest::Client,
 }
 
-impl Channel {
-    /// The webhook when `url` is given (with its secret), else the log sink.
-    pub fn from_config(
-        url: Option<&str>,
+impl Webhook {
+    /// A webhook to `url` (http or https, with a host), signing with `secret` (at least 16
+    /// characters).
+    pub fn new(
+        url: &str,
         secret: Option<&str>,
         timeout: Duration,
     ) -> Result<Self, ChannelConfigError> {
-        let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
-            return Ok(Channel::Log);
-        };
         let parsed = reqwest::Url::parse(url.trim()).map_err(|e| ChannelConfigError::BadUrl {
             url: url.to_owned(),
             reason: e.to_string(),
@@ -89,55 +77,14 @@ impl Channel {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ChannelConfigError::Client(e.to_string()))?;
-        Ok(Channel::Webhook(Webhook {
+        Ok(Webhook {
             url: parsed,
             secret: secret.as_bytes().to_vec(),
             client,
-        }))
+        })
     }
 
-    pub fn name(&self) -> &'static str {
-        match self {
-            Channel::Log => "log",
-            Channel::Webhook(_) => "webhook",
-        }
-    }
-
-    /// Sends one delivery: `Ok(detail)` when the receiver accepted it, `Err(reason)` otherwise.
-    pub async fn send(&self, delivery: &Delivery) -> Result<String, String> {
-        match self {
-            Channel::Log => {
-                tracing::info!(
-                    notification_id = %delivery.notification_id,
-                    severity = %delivery.severity,
-                    subject = %delivery.subject,
-                    "notification (log channel)"
-                );
-                Ok("written to the log".into())
-            }
-            Channel::Webhook(hook) => hook.send(delivery).await,
-        }
-    }
-}
-
-/// `sha256=<hex>` of `body` under `secret`.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
-    // HMAC accepts keys of any length; the error case cannot happen.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
-        return String::new();
-    };
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
-
-impl Webhook {
-    async fn send(&self, delivery: &Delivery) -> Result<String, String> {
+    async fn post(&self, delivery: &Delivery) -> Result<String, String> {
         let body = serde_json::to_vec(delivery).map_err(|e| e.to_string())?;
         let response = self
             .client
@@ -167,4 +114,30 @@ impl Webhook {
             ))
         }
     }
+}
+
+impl NotificationChannel for Webhook {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn send<'a>(&'a self, delivery: &'a Delivery) -> SendFuture<'a> {
+        Box::pin(self.post(delivery))
+    }
+}
+
+/// `sha256=<hex>` of `body` under `secret`.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length; the error case cannot happen.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return String::new();
+    };
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
 }
