@@ -3,7 +3,8 @@
 //! A tour:
 //! - [`app`] builds the whole HTTP application from an [`AppState`]; tests drive it with `oneshot`
 //!   or serve it on a random port.
-//! - [`routes`]: one module per resource, each with a `router()`.
+//! - [`routes`]: one module per resource, each declaring its routes (path, OpenAPI, who may
+//!   call them) in one `routes()`; [`routes::ALL`] lists them.
 //! - [`error`]: [`error::ApiError`], the one mapping from failures to problem+json responses.
 //! - [`db`]: connecting, creating the database if missing, migrating, and the clear message when
 //!   no server answers.
@@ -190,29 +191,19 @@ pub async fn projection_status(
 
 /// The HTTP application, with its layers: request ids (`x-request-id`, generated when absent and
 /// echoed back), a tracing span per request, a timeout, a body-size limit, CORS for the
-/// configured origins, and problem+json for every error response, whoever produced it.
+/// configured origins, and problem+json for every error response, whoever produced it. The routes
+/// are those of [`routes::ALL`], each let through by the permission table their declarations
+/// built.
 pub fn app(state: AppState) -> Router {
     let http = state.http.clone();
-    let routes = Router::new()
-        .merge(routes::health::router())
-        .merge(routes::streams::router())
-        .merge(routes::admin::router())
-        .merge(routes::events::router())
-        .merge(routes::auth::router())
-        .merge(routes::users::router())
-        .merge(routes::physicians::router())
-        .merge(routes::credentials::router())
-        .merge(routes::renewals::router())
-        .merge(routes::jobs::router())
-        .merge(routes::notifications::router())
-        .merge(routes::staff::router())
-        .merge(routes::practices::router())
-        .merge(routes::work::router())
-        .merge(routes::work_views::router())
-        .merge(routes::ops::router())
-        .merge(openapi::router())
+    let api = routes::api();
+    let document = std::sync::Arc::new(openapi::document(api.openapi));
+    let table = std::sync::Arc::new(api.permissions);
+    let routes = api
+        .router
+        .layer(axum::Extension(document))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), table),
             permissions::guard,
         ))
         .route_layer(axum::middleware::from_fn_with_state(

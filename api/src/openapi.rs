@@ -2,135 +2,30 @@
 //! interactive reference (`GET /docs`): Swagger UI, served from files embedded in the binary so
 //! that it works with no internet.
 //!
+//! No path is listed here: the route modules collect their operations and schemas as they
+//! declare their routes ([`crate::routes`]), and [`document`] adds the title and the bearer
+//! scheme. `app()` builds the document once and hands it to `openapi_json` as an extension.
+//!
 //! Types from the inner crates (which stay free of HTTP concerns) are described here by mirror
 //! schemas; a test checks each mirror against the real type's JSON.
 
+use std::sync::Arc;
+
 use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::AppState;
+use crate::permissions::Access;
+use crate::routes::{routes, Routes};
 
+/// The document's own parts; the paths and their schemas come from the routes (see [`document`]).
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Caseledger", description = "Event-sourced backend for healthcare operations work. Every error is an application/problem+json document with a stable `code`."),
-    paths(
-        crate::routes::health::health,
-        crate::routes::ops::ready,
-        crate::routes::ops::metrics,
-        crate::routes::auth::login,
-        crate::routes::auth::logout,
-        crate::routes::auth::me,
-        crate::routes::auth::change_password,
-        crate::routes::users::create,
-        crate::routes::users::show,
-        crate::routes::users::change_role,
-        crate::routes::users::unlock,
-        crate::routes::users::deactivate,
-        crate::routes::events::page,
-        crate::routes::events::live,
-        crate::routes::events::export,
-        crate::routes::events::stream_history,
-        crate::routes::streams::list,
-        crate::routes::admin::projections_status,
-        crate::routes::physicians::register,
-        crate::routes::physicians::list,
-        crate::routes::physicians::show,
-        crate::routes::physicians::update,
-        crate::routes::physicians::deactivate,
-        crate::routes::physicians::reactivate,
-        crate::routes::physicians::state_as_of,
-        crate::routes::credentials::register,
-        crate::routes::credentials::show,
-        crate::routes::credentials::correct_expiry,
-        crate::routes::credentials::revoke,
-        crate::routes::credentials::state_as_of,
-        crate::routes::renewals::initiate,
-        crate::routes::renewals::list,
-        crate::routes::renewals::statistics,
-        crate::routes::renewals::scan,
-        crate::routes::renewals::show,
-        crate::routes::renewals::timeline,
-        crate::routes::renewals::checklist,
-        crate::routes::renewals::complete_item,
-        crate::routes::renewals::change_status,
-        crate::routes::renewals::cancel,
-        crate::routes::renewals::state_as_of,
-        crate::routes::staff::register,
-        crate::routes::staff::list,
-        crate::routes::staff::show,
-        crate::routes::staff::update,
-        crate::routes::staff::set_availability,
-        crate::routes::staff::state_as_of,
-        crate::routes::staff::rank,
-        crate::routes::staff::allocate,
-        crate::routes::staff::show_allocation,
-        crate::routes::staff::release,
-        crate::routes::staff::replay,
-        crate::routes::notifications::list,
-        crate::routes::notifications::outbox,
-        crate::routes::notifications::show,
-        crate::routes::notifications::retry,
-        crate::routes::notifications::send_test,
-        crate::routes::practices::create,
-        crate::routes::practices::list,
-        crate::routes::practices::show,
-        crate::routes::practices::update,
-        crate::routes::practices::deactivate,
-        crate::routes::practices::reactivate,
-        crate::routes::practices::add_location,
-        crate::routes::practices::remove_location,
-        crate::routes::practices::assign,
-        crate::routes::practices::unassign,
-        crate::routes::practices::transfer,
-        crate::routes::practices::available,
-        crate::routes::practices::specialties,
-        crate::routes::practices::coverage,
-        crate::routes::practices::compliance,
-        crate::routes::practices::state_as_of,
-        crate::routes::jobs::list,
-        crate::routes::jobs::run,
-        crate::routes::jobs::pause,
-        crate::routes::jobs::resume,
-        crate::routes::jobs::runs,
-        crate::routes::work::create_department,
-        crate::routes::work::create_queue,
-        crate::routes::work::configure_queue,
-        crate::routes::work::grant,
-        crate::routes::work::revoke,
-        crate::routes::work::create_task,
-        crate::routes::work::claim_next,
-        crate::routes::work::claim,
-        crate::routes::work::unclaim,
-        crate::routes::work::reassign,
-        crate::routes::work::complete,
-        crate::routes::work::cancel,
-        crate::routes::work::link_case,
-        crate::routes::work::open_case,
-        crate::routes::work::route_case,
-        crate::routes::work::assign_case,
-        crate::routes::work::close_case,
-        crate::routes::work_views::list_departments,
-        crate::routes::work_views::list_queues,
-        crate::routes::work_views::show_queue,
-        crate::routes::work_views::dashboard,
-        crate::routes::work_views::sla_report,
-        crate::routes::work_views::my_tasks,
-        crate::routes::work_views::list_tasks,
-        crate::routes::work_views::list_cases,
-        crate::routes::work_views::show_task,
-        crate::routes::work_views::task_state,
-        crate::routes::work_views::show_case,
-        crate::routes::work_views::case_routing,
-        crate::routes::work_views::case_state,
-        openapi_json,
-        docs,
-    ),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -152,17 +47,25 @@ impl Modify for BearerAuth {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(openapi_json))
-        .route("/docs", get(docs))
-        .route("/docs/swagger-ui-bundle.js", get(bundle))
-        .route("/docs/swagger-ui.css", get(css))
+/// The document served at `/openapi.json`: what the routes collected, with the info and the
+/// security scheme.
+pub fn document(collected: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi().merge_from(collected)
+}
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(Access::Public, routes!(openapi_json))
+        .route(Access::Public, routes!(docs))
+        .asset(Access::Public, "/docs/swagger-ui-bundle.js", bundle)
+        .asset(Access::Public, "/docs/swagger-ui.css", css)
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "reference", responses((status = 200, description = "This document")))]
-pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub(crate) async fn openapi_json(
+    Extension(document): Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> Json<utoipa::openapi::OpenApi> {
+    Json(document.as_ref().clone())
 }
 
 #[utoipa::path(get, path = "/docs", tag = "reference", responses((status = 200, description = "Interactive reference (Swagger UI)", content_type = "text/html", body = String)))]

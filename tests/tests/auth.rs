@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use api::permissions::{Access, ROUTES};
+use api::permissions::{Access, Entry};
 use caseledger_tests::{spawn_app, spawn_app_with, Options, TestApp, PASSWORD};
 use chrono::{Duration, TimeZone, Utc};
 use commands::ManualClock;
@@ -374,12 +374,17 @@ async fn every_route_allows_exactly_the_roles_in_the_permission_table(
         clients.push((Some(role), TestApp::client_with(&token)?));
     }
     // Logout ends the session it is called with, so it goes last.
-    let mut routes: Vec<_> = ROUTES.to_vec();
-    routes.sort_by_key(|(_, path, _)| *path == "/auth/logout");
-    for (method, template, access) in routes {
+    let mut routes = api::routes::api().permissions.entries().to_vec();
+    routes.sort_by_key(|entry| entry.path == "/auth/logout");
+    for Entry {
+        method,
+        path: template,
+        access,
+    } in routes
+    {
         for (role, client) in &clients {
-            let url = app.url(&concrete(template));
-            let request = match method {
+            let url = app.url(&concrete(&template));
+            let request = match method.as_str() {
                 "GET" => client.get(&url),
                 "POST" => client.post(&url).json(&json!({})),
                 "PUT" => client.put(&url).json(&json!({})),

@@ -1,16 +1,18 @@
 //! Operator routes: `GET /admin/projections` lists every projection's checkpoint, lag and state.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
 use projections::ProjectionStatus;
 
 use crate::error::ApiError;
+use crate::permissions::MONITORS;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/projections", get(projections_status))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new().route(MONITORS, routes!(projections_status))
 }
 
 #[utoipa::path(get, path = "/admin/projections", tag = "operations",

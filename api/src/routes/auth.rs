@@ -2,21 +2,23 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use crate::auth::{Caller, Session};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ClientAddr};
+use crate::permissions::Access;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/auth/me", get(me))
-        .route("/auth/password", post(change_password))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(Access::Public, routes!(login))
+        .route(Access::AnyUser, routes!(logout))
+        .route(Access::AnyUser, routes!(me))
+        .route(Access::AnyUser, routes!(change_password))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -4,8 +4,7 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::NaiveDate;
 use domain::credential::{Credential, CredentialCommand, CredentialKind};
 use domain::jurisdiction::Jurisdiction;
@@ -19,15 +18,18 @@ use crate::auth::Caller;
 use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, ApiJson, CommandDone};
+use crate::permissions::{AUDITORS, OPERATORS, READERS};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/credentials", post(register))
-        .route("/credentials/{id}", get(show))
-        .route("/credentials/{id}/expiry", post(correct_expiry))
-        .route("/credentials/{id}/revoke", post(revoke))
-        .route("/credentials/{id}/state", get(state_as_of))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(OPERATORS, routes!(register))
+        .route(READERS, routes!(show))
+        .route(OPERATORS, routes!(correct_expiry))
+        .route(OPERATORS, routes!(revoke))
+        .route(AUDITORS, routes!(state_as_of))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -11,8 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -21,14 +20,17 @@ use uuid::Uuid;
 use eventstore::{Cursor, EventFilter, FollowOptions, RecordedEvent, StoreError};
 
 use crate::error::ApiError;
+use crate::permissions::AUDITORS;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/events", get(page))
-        .route("/events/stream", get(live))
-        .route("/events/export", get(export))
-        .route("/streams/{id}/events", get(stream_history))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(AUDITORS, routes!(page))
+        .route(AUDITORS, routes!(live))
+        .route(AUDITORS, routes!(export))
+        .route(AUDITORS, routes!(stream_history))
 }
 
 const DEFAULT_LIMIT: i64 = 100;

@@ -1,17 +1,19 @@
 //! `GET /health`: is the server up, can it reach the database, and where is the log's head.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use eventstore::Cursor;
 
 use crate::error::ApiError;
+use crate::permissions::Access;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new().route(Access::Public, routes!(health))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -5,23 +5,25 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use commands::jobs::{JobRun, JobStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::query;
+use crate::permissions::{ADMINS, JOB_OPERATORS, JOB_READERS};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/jobs", get(list))
-        .route("/jobs/{name}/run", post(run))
-        .route("/jobs/{name}/pause", post(pause))
-        .route("/jobs/{name}/resume", post(resume))
-        .route("/jobs/{name}/runs", get(runs))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(JOB_READERS, routes!(list))
+        .route(JOB_OPERATORS, routes!(run))
+        .route(ADMINS, routes!(pause))
+        .route(ADMINS, routes!(resume))
+        .route(JOB_READERS, routes!(runs))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -4,8 +4,7 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::NaiveDate;
 use domain::notification::{self, Severity};
 use eventstore::Metadata;
@@ -17,15 +16,18 @@ use crate::auth::Caller;
 use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, CommandDone};
+use crate::permissions::{ADMINS, READERS};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/notifications", get(list))
-        .route("/notifications/outbox", get(outbox))
-        .route("/notifications/test", post(send_test))
-        .route("/notifications/{id}", get(show))
-        .route("/notifications/{id}/retry", post(retry))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(READERS, routes!(list))
+        .route(READERS, routes!(outbox))
+        .route(ADMINS, routes!(send_test))
+        .route(READERS, routes!(show))
+        .route(ADMINS, routes!(retry))
 }
 
 const PROJECTION: &str = "notifications";

@@ -3,17 +3,19 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 
 use crate::error::{ApiError, Problem};
+use crate::permissions::{Access, MONITORS};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(Access::Public, routes!(ready))
+        .route(MONITORS, routes!(metrics))
 }
 
 /// Most events a projection may trail the log by while the server calls itself ready.

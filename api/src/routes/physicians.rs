@@ -3,8 +3,7 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use domain::jurisdiction::Jurisdiction;
 use domain::physician::{Npi, Physician, PhysicianCommand, PhysicianDetails};
 use eventstore::Metadata;
@@ -17,15 +16,20 @@ use crate::auth::Caller;
 use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, ApiJson, CommandDone};
+use crate::permissions::{AUDITORS, OPERATORS, READERS};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/physicians", post(register).get(list))
-        .route("/physicians/{id}", get(show).put(update))
-        .route("/physicians/{id}/deactivate", post(deactivate))
-        .route("/physicians/{id}/reactivate", post(reactivate))
-        .route("/physicians/{id}/state", get(state_as_of))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(OPERATORS, routes!(register))
+        .route(READERS, routes!(list))
+        .route(READERS, routes!(show))
+        .route(OPERATORS, routes!(update))
+        .route(OPERATORS, routes!(deactivate))
+        .route(OPERATORS, routes!(reactivate))
+        .route(AUDITORS, routes!(state_as_of))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -6,8 +6,7 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use commands::practices::Assigned;
 use domain::practice::{
     Address, AssignmentOutcome, Practice, PracticeCommand, PracticeDetails, UnassignmentOutcome,
@@ -24,30 +23,29 @@ use crate::auth::Caller;
 use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, ApiJson, CommandDone};
+use crate::permissions::{AUDITORS, OPERATORS, READERS};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/practices", post(create).get(list))
-        .route("/practices/available-physicians", get(available))
-        .route("/practices/reports/specialties", get(specialties))
-        .route("/practices/reports/coverage", get(coverage))
-        .route("/practices/reports/compliance", get(compliance))
-        .route("/practices/{id}", get(show).put(update))
-        .route("/practices/{id}/deactivate", post(deactivate))
-        .route("/practices/{id}/reactivate", post(reactivate))
-        .route("/practices/{id}/locations", post(add_location))
-        .route(
-            "/practices/{id}/locations/{location_id}/remove",
-            post(remove_location),
-        )
-        .route("/practices/{id}/physicians", post(assign))
-        .route("/practices/{id}/physicians/unassign", post(unassign))
-        .route(
-            "/practices/{id}/physicians/{physician_id}/transfer",
-            post(transfer),
-        )
-        .route("/practices/{id}/state", get(state_as_of))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(OPERATORS, routes!(create))
+        .route(READERS, routes!(list))
+        .route(READERS, routes!(available))
+        .route(READERS, routes!(specialties))
+        .route(READERS, routes!(coverage))
+        .route(READERS, routes!(compliance))
+        .route(READERS, routes!(show))
+        .route(OPERATORS, routes!(update))
+        .route(OPERATORS, routes!(deactivate))
+        .route(OPERATORS, routes!(reactivate))
+        .route(OPERATORS, routes!(add_location))
+        .route(OPERATORS, routes!(remove_location))
+        .route(OPERATORS, routes!(assign))
+        .route(OPERATORS, routes!(unassign))
+        .route(OPERATORS, routes!(transfer))
+        .route(AUDITORS, routes!(state_as_of))
 }
 
 const PROJECTION: &str = "practices";

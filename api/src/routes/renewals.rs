@@ -5,8 +5,7 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::NaiveDate;
 use commands::jobs::JobRun;
 use domain::credential::CredentialKind;
@@ -25,23 +24,24 @@ use crate::auth::Caller;
 use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, ApiJson, CommandDone};
+use crate::permissions::{AUDITORS, OPERATORS, OPERATORS_AND_SYSTEM, READERS};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/renewals", post(initiate).get(list))
-        .route("/renewals/statistics", get(statistics))
-        .route("/renewals/scan", post(scan))
-        .route("/renewals/{id}", get(show))
-        .route("/renewals/{id}/timeline", get(timeline))
-        .route("/renewals/{id}/checklist", get(checklist))
-        .route(
-            "/renewals/{id}/checklist/{item}/complete",
-            post(complete_item),
-        )
-        .route("/renewals/{id}/status", post(change_status))
-        .route("/renewals/{id}/cancel", post(cancel))
-        .route("/renewals/{id}/state", get(state_as_of))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(OPERATORS, routes!(initiate))
+        .route(READERS, routes!(list))
+        .route(READERS, routes!(statistics))
+        .route(OPERATORS_AND_SYSTEM, routes!(scan))
+        .route(READERS, routes!(show))
+        .route(READERS, routes!(timeline))
+        .route(READERS, routes!(checklist))
+        .route(OPERATORS, routes!(complete_item))
+        .route(OPERATORS, routes!(change_status))
+        .route(OPERATORS, routes!(cancel))
+        .route(AUDITORS, routes!(state_as_of))
 }
 
 const PROJECTION: &str = "credentialing";
@@ -141,7 +141,9 @@ pub(crate) async fn change_status(
     command_response(&state, &caller, id, command).await
 }
 
+// Documented under its own name: the work queues' `CancelBody` is another shape.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = CancelRenewal)]
 pub(crate) struct CancelBody {
     reason: String,
 }

@@ -20,8 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::allocation::{
     self, AllocationDecision, AllocationError, Factor, RankedCandidate, Weights, WeightsInput,
@@ -45,19 +44,24 @@ use crate::auth::Caller;
 use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query, ApiJson, CommandDone};
+use crate::permissions::{AUDITORS, OPERATORS, READERS};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/staff", post(register).get(list))
-        .route("/staff/{id}", get(show).put(update))
-        .route("/staff/{id}/availability", put(set_availability))
-        .route("/staff/{id}/state", get(state_as_of))
-        .route("/allocations", post(allocate))
-        .route("/allocations/rank", post(rank))
-        .route("/allocations/{kind}/{id}", get(show_allocation))
-        .route("/allocations/{kind}/{id}/release", post(release))
-        .route("/allocations/{kind}/{id}/replay", post(replay))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(OPERATORS, routes!(register))
+        .route(READERS, routes!(list))
+        .route(READERS, routes!(show))
+        .route(OPERATORS, routes!(update))
+        .route(OPERATORS, routes!(set_availability))
+        .route(AUDITORS, routes!(state_as_of))
+        .route(OPERATORS, routes!(allocate))
+        .route(READERS, routes!(rank))
+        .route(READERS, routes!(show_allocation))
+        .route(OPERATORS, routes!(release))
+        .route(READERS, routes!(replay))
 }
 
 /// The most candidates a ranking returns (by default [`allocation::DEFAULT_LIMIT`], 5).

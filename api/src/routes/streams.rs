@@ -3,8 +3,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -12,10 +11,13 @@ use projections::catalogue::{self, StreamEntry};
 
 use crate::consistency::wait_for_cursor;
 use crate::error::ApiError;
+use crate::permissions::READERS;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/streams", get(list))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new().route(READERS, routes!(list))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -5,8 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::user::{Role, User, UserCommand, Username};
 use serde::{Deserialize, Serialize};
@@ -15,15 +14,18 @@ use uuid::Uuid;
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::permissions::{ADMINS, AUDITORS};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", post(create))
-        .route("/users/{username}", get(show))
-        .route("/users/{username}/role", post(change_role))
-        .route("/users/{username}/unlock", post(unlock))
-        .route("/users/{username}/deactivate", post(deactivate))
+use super::{routes, Routes};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(ADMINS, routes!(create))
+        .route(AUDITORS, routes!(show))
+        .route(ADMINS, routes!(change_role))
+        .route(ADMINS, routes!(unlock))
+        .route(ADMINS, routes!(deactivate))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

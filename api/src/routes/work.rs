@@ -12,8 +12,7 @@
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use commands::workqueue::{NewTask, Reassignment, TaskWritten};
 use domain::user::{Role, Username};
@@ -30,32 +29,33 @@ use uuid::Uuid;
 use crate::auth::{user_id, Caller};
 use crate::error::ApiError;
 use crate::extract::{path_id, ApiJson, CommandDone};
+use crate::permissions::{ADMINS, OPERATORS, OPERATORS_AND_SYSTEM};
 use crate::AppState;
 use commands::notifications::IDEMPOTENCY_HEADER;
 
-pub fn router() -> Router<AppState> {
-    use super::work_views as views;
-    Router::new()
-        .route(
-            "/departments",
-            post(create_department).get(views::list_departments),
-        )
-        .route("/queues", post(create_queue).get(views::list_queues))
-        .route("/queues/{id}", get(views::show_queue).put(configure_queue))
-        .route("/queues/{id}/grants", post(grant))
-        .route("/queues/{id}/grants/{item}/revoke", post(revoke))
-        .route("/tasks", post(create_task).get(views::list_tasks))
-        .route("/tasks/claim-next", post(claim_next))
-        .route("/tasks/{id}/claim", post(claim))
-        .route("/tasks/{id}/unclaim", post(unclaim))
-        .route("/tasks/{id}/reassign", post(reassign))
-        .route("/tasks/{id}/complete", post(complete))
-        .route("/tasks/{id}/cancel", post(cancel))
-        .route("/tasks/{id}/case", post(link_case))
-        .route("/cases", post(open_case).get(views::list_cases))
-        .route("/cases/{id}/route", post(route_case))
-        .route("/cases/{id}/assign", post(assign_case))
-        .route("/cases/{id}/close", post(close_case))
+use super::{routes, Routes};
+
+/// Admins shape the organisation; operators work the tasks and cases (what a task allows beyond
+/// that, the queue's grants decide); automated intake may create tasks.
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(ADMINS, routes!(create_department))
+        .route(ADMINS, routes!(create_queue))
+        .route(ADMINS, routes!(configure_queue))
+        .route(ADMINS, routes!(grant))
+        .route(ADMINS, routes!(revoke))
+        .route(OPERATORS_AND_SYSTEM, routes!(create_task))
+        .route(OPERATORS, routes!(claim_next))
+        .route(OPERATORS, routes!(claim))
+        .route(OPERATORS, routes!(unclaim))
+        .route(OPERATORS, routes!(reassign))
+        .route(OPERATORS, routes!(complete))
+        .route(OPERATORS, routes!(cancel))
+        .route(OPERATORS, routes!(link_case))
+        .route(OPERATORS, routes!(open_case))
+        .route(OPERATORS, routes!(route_case))
+        .route(OPERATORS, routes!(assign_case))
+        .route(OPERATORS, routes!(close_case))
 }
 
 /// The longest idempotency key accepted.

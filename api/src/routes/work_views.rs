@@ -3,16 +3,13 @@
 //! tasks and routing history, and task and case state as of a time or version (from the
 //! events). The commands on the same resources are in `routes::work`.
 //!
-//! `GET /departments`, `GET /queues`, `GET /queues/{id}`, `GET /tasks` and `GET /cases` share
-//! their paths with commands, so [`list_departments`], [`list_queues`], [`show_queue`],
-//! [`list_tasks`] and [`list_cases`] are routed by `work::router()` together with those
-//! commands; [`router`] serves the rest.
+//! Some share their paths with commands (`GET /tasks` beside `POST /tasks`); each module mounts
+//! its own handlers and axum joins the methods of a path.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use domain::workqueue::case::Case;
 use domain::workqueue::task::{Task, TaskStatus};
@@ -29,19 +26,29 @@ use crate::auth::Caller;
 use crate::consistency::{wait_for_cursor, ReadQuery};
 use crate::error::ApiError;
 use crate::extract::{path_id, query};
+use crate::permissions::{Access, AUDITORS, READERS};
 use crate::AppState;
 
+use super::{routes, Routes};
+
 /// The read-only routes whose paths no command shares.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/queues/dashboard", get(dashboard))
-        .route("/queues/{id}/sla-report", get(sla_report))
-        .route("/tasks/mine", get(my_tasks))
-        .route("/tasks/{id}", get(show_task))
-        .route("/tasks/{id}/state", get(task_state))
-        .route("/cases/{id}", get(show_case))
-        .route("/cases/{id}/routing", get(case_routing))
-        .route("/cases/{id}/state", get(case_state))
+/// Readers see queues, tasks and cases; anyone logged in sees the tasks they hold; state rebuilt
+/// from the events is for auditors, as elsewhere.
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(READERS, routes!(list_departments))
+        .route(READERS, routes!(list_queues))
+        .route(READERS, routes!(dashboard))
+        .route(READERS, routes!(show_queue))
+        .route(READERS, routes!(sla_report))
+        .route(READERS, routes!(list_tasks))
+        .route(Access::AnyUser, routes!(my_tasks))
+        .route(READERS, routes!(show_task))
+        .route(AUDITORS, routes!(task_state))
+        .route(READERS, routes!(list_cases))
+        .route(READERS, routes!(show_case))
+        .route(READERS, routes!(case_routing))
+        .route(AUDITORS, routes!(case_state))
 }
 
 const PROJECTION: &str = model::NAME;
