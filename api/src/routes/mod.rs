@@ -2,7 +2,7 @@
 //! function, and a route is declared once: its path and method live in the handler's
 //! `#[utoipa::path]` attribute, and `routes()` mounts the handler with who may call it:
 //!
-//! ```ignore
+//! ```text
 //! pub fn routes() -> Routes {
 //!     Routes::new()
 //!         .route(OPERATORS, routes!(register)) // #[utoipa::path(post, path = "/physicians", ..)]
