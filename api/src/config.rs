@@ -10,11 +10,12 @@
 //! - [`Config::default`] is the configuration with nothing set, the same values clap gives; it is
 //!   what the command-line tools and the tests start from.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
+use domain::allocation::{Factor, Weights, WeightsInput};
 
 use crate::layers::HttpConfig;
 
@@ -210,9 +211,55 @@ pub fn parse_job_intervals(value: &str) -> Result<JobIntervals, String> {
     Ok(JobIntervals(out))
 }
 
-/// See [`crate::routes::staff::parse_weights`]; an empty value means the defaults.
-pub fn parse_allocation_weights(value: &str) -> Result<domain::allocation::Weights, String> {
-    crate::routes::staff::parse_weights(value)
+/// See [`parse_weights`]; an empty value means the defaults.
+pub fn parse_allocation_weights(value: &str) -> Result<Weights, String> {
+    parse_weights(value)
+}
+
+/// The weights configured by `CASELEDGER_ALLOCATION_WEIGHTS`: `NAME=WEIGHT` pairs separated by
+/// commas, names from [`Factor::as_str`] (`skill_match`, `availability`, `travel_distance`,
+/// `workload`, `continuity`, `preference`), weights whole numbers from 0 to 1,000,000. A factor
+/// not named keeps its default ([`Weights::DEFAULT`]); an empty string means all defaults.
+/// Refused, naming the culprit: an unknown or repeated name, a weight that is not a whole
+/// number, negative or too large, and weights that come out all zero.
+pub fn parse_weights(spec: &str) -> Result<Weights, String> {
+    let mut input = WeightsInput::from(Weights::DEFAULT);
+    let mut seen: BTreeSet<Factor> = BTreeSet::new();
+    for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not NAME=WEIGHT"))?;
+        let name = name.trim();
+        let factor = Factor::ALL
+            .into_iter()
+            .find(|f| f.as_str() == name)
+            .ok_or_else(|| {
+                format!(
+                    "{name:?} is not a factor (use {})",
+                    Factor::ALL.map(Factor::as_str).join(", ")
+                )
+            })?;
+        if !seen.insert(factor) {
+            return Err(format!("{name} is given twice"));
+        }
+        let value: i64 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}: {:?} is not a whole number", value.trim()))?;
+        *weight_slot(&mut input, factor) = value;
+    }
+    Weights::new(input).map_err(|e| e.to_string())
+}
+
+pub(crate) fn weight_slot(input: &mut WeightsInput, factor: Factor) -> &mut i64 {
+    match factor {
+        Factor::SkillMatch => &mut input.skill_match,
+        Factor::Availability => &mut input.availability,
+        Factor::TravelDistance => &mut input.travel_distance,
+        Factor::Workload => &mut input.workload,
+        Factor::Continuity => &mut input.continuity,
+        Factor::Preference => &mut input.preference,
+    }
 }
 
 #[cfg(test)]
@@ -271,7 +318,7 @@ mod tests {
         );
         assert_eq!(
             config.allocation_weights,
-            crate::routes::staff::parse_weights("skill_match=1")
+            parse_weights("skill_match=1")
                 .map_err(|e| { clap::Error::raw(clap::error::ErrorKind::InvalidValue, e) })?
         );
         assert!(config.no_scheduler);
@@ -332,5 +379,36 @@ mod tests {
             ..Config::default()
         };
         config.validate()
+    }
+
+    #[test]
+    fn configured_weights_override_the_defaults_factor_by_factor() {
+        assert_eq!(parse_weights(""), Ok(Weights::DEFAULT));
+        let w = parse_weights(" travel_distance = 50 , preference=0").expect("valid");
+        assert_eq!(w.get(Factor::TravelDistance), 50);
+        assert_eq!(w.get(Factor::Preference), 0);
+        assert_eq!(
+            w.get(Factor::SkillMatch),
+            Weights::DEFAULT.get(Factor::SkillMatch)
+        );
+    }
+
+    #[test]
+    fn bad_configured_weights_are_refused_naming_the_culprit() {
+        for (spec, says) in [
+            ("skill_match=-1", "skill_match"),
+            ("skills=3", "\"skills\" is not a factor"),
+            ("workload", "is not NAME=WEIGHT"),
+            ("workload=lots", "workload"),
+            ("workload=1,workload=2", "workload is given twice"),
+            ("availability=2000000", "availability"),
+            (
+                "skill_match=0,availability=0,travel_distance=0,workload=0,continuity=0,preference=0",
+                "at least one weight",
+            ),
+        ] {
+            let error = parse_weights(spec).expect_err(spec);
+            assert!(error.contains(says), "{spec}: {error}");
+        }
     }
 }

@@ -31,6 +31,7 @@
 //! below and its `routes` function in [`ALL`].
 
 pub mod admin;
+pub mod allocations;
 pub mod auth;
 pub mod credentials;
 pub mod events;
@@ -72,6 +73,7 @@ pub const ALL: &[fn() -> Routes] = &[
     credentials::routes,
     renewals::routes,
     staff::routes,
+    allocations::routes,
     notifications::routes,
     practices::routes,
     jobs::routes,
