@@ -39,6 +39,19 @@ pub struct Database {
 }
 
 impl Database {
+    /// The database a command line names: its `--database-url` (or `CASELEDGER_DATABASE_URL`,
+    /// which clap reads into it), then `DATABASE_URL`, then the local default.
+    ///
+    /// `cargo test`'s harness needs DATABASE_URL to name a database that always exists (it
+    /// creates one per test there), so under cargo the server's own database comes from
+    /// CASELEDGER_DATABASE_URL (see .cargo/config.toml); deployments just set DATABASE_URL.
+    pub fn from_cli(database_url: Option<String>) -> Result<Self, DbError> {
+        let url = database_url
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        Self::from_url(&url)
+    }
+
     pub fn from_url(url: &str) -> Result<Self, DbError> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(DbError::InvalidUrl {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use caseledger::config::Config;
-use caseledger::db::{Database, DEFAULT_DATABASE_URL};
+use caseledger::db::Database;
 use caseledger::AppState;
 use eventstore::EventStore;
 
@@ -98,14 +98,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    // `cargo test`'s harness needs DATABASE_URL to name a database that always exists (it
-    // creates one per test there), so under cargo the server's own database comes from
-    // CASELEDGER_DATABASE_URL (see .cargo/config.toml); deployments just set DATABASE_URL.
-    let url = cli
-        .database_url
-        .or_else(|| std::env::var("DATABASE_URL").ok())
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-    let db = Database::from_url(&url)?;
+    let db = Database::from_cli(cli.database_url)?;
     match cli.command {
         Command::Serve(config) => cli::serve::run(&db, &config).await,
         Command::Migrate => migrate(&db).await,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use api::config::Config;
-use api::db::{Database, DEFAULT_DATABASE_URL};
+use api::db::Database;
 use api::AppState;
 use eventstore::EventStore;
 
@@ -139,12 +139,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    // As in `caseledger`: under cargo, DATABASE_URL names the test server's `postgres` database.
-    let url = cli
-        .database_url
-        .or_else(|| std::env::var("DATABASE_URL").ok())
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-    let db = Database::from_url(&url)?;
+    let db = Database::from_cli(cli.database_url)?;
     match cli.command {
         Command::Demo { seed } => demo(&db, seed).await,
         Command::Bench(command) => bench(&db, command).await,
