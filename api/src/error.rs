@@ -76,12 +76,6 @@ pub enum ApiError {
         message: String,
         details: serde_json::Map<String, serde_json::Value>,
     },
-    /// A request field names a staff member who is not registered.
-    #[error("{field}: no staff member {staff_id}")]
-    UnknownStaff {
-        field: &'static str,
-        staff_id: uuid::Uuid,
-    },
     #[error("the job is still running; follow it at GET /jobs")]
     JobStillRunning,
     /// A resource the read model does not know (yet).
@@ -233,7 +227,6 @@ impl ApiError {
             },
             ApiError::JobStillRunning => (StatusCode::ACCEPTED, "job_still_running", "Accepted"),
             ApiError::Refused { kind, code, .. } => kind_parts(*kind, code),
-            ApiError::UnknownStaff { .. } => kind_parts(ErrorKind::Invalid, "unknown_staff"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             ApiError::InvalidField { .. } => (
@@ -271,7 +264,7 @@ impl ApiError {
         // Machine-readable details a client acts on.
         match self {
             ApiError::Refused { details, .. } => problem.with_extensions(details),
-            ApiError::InvalidField { field, .. } | ApiError::UnknownStaff { field, .. } => {
+            ApiError::InvalidField { field, .. } => {
                 problem.with_extensions(serde_json::json!({ "field": field }))
             }
             _ => problem,

@@ -68,16 +68,9 @@ pub struct AppState {
     /// Whether this process runs the job scheduler (shown at `GET /jobs`): `serve` starts it
     /// unless configured not to.
     pub scheduler_running: bool,
-    /// Staff members' profiles and availability.
-    pub staff: std::sync::Arc<commands::CommandHandler<domain::staff::StaffMember>>,
-    /// Allocations of pieces of work to staff members.
-    pub allocations:
-        std::sync::Arc<commands::CommandHandler<domain::work_allocation::WorkAllocation>>,
-    /// The allocation weights ranking uses unless a request gives its own
-    /// ([`config::Config::allocation_weights`]).
-    pub allocation_weights: domain::allocation::Weights,
-    /// The staff members ranking reads, kept while the staffing read model does not change.
-    pub candidates: std::sync::Arc<projections::staffing::CandidateCache>,
+    /// Staff members and the allocation of work to them, ranking by the configured weights
+    /// ([`config::Config::allocation_weights`]) unless a request gives its own.
+    pub staffing: std::sync::Arc<commands::staffing::Staffing>,
     /// Set when the server begins to shut down, so that endless responses (the SSE feed) end
     /// and graceful shutdown can finish.
     pub shutting_down: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
@@ -135,10 +128,11 @@ impl AppState {
             commands::jobs::all(&job_deps),
         )
         .with_intervals(config.job_intervals.0.clone())?;
-        let staff =
-            std::sync::Arc::new(commands::CommandHandler::new(store.clone(), clock.clone()));
-        let allocations =
-            std::sync::Arc::new(commands::CommandHandler::new(store.clone(), clock.clone()));
+        let staffing = std::sync::Arc::new(commands::staffing::Staffing::new(
+            store.clone(),
+            clock.clone(),
+            config.allocation_weights,
+        ));
         let projector = Projector::new(
             store.clone(),
             projections::all(),
@@ -158,10 +152,7 @@ impl AppState {
             practices,
             work,
             scheduler_running: !config.no_scheduler,
-            staff,
-            allocations,
-            allocation_weights: config.allocation_weights,
-            candidates: std::sync::Arc::default(),
+            staffing,
             shutting_down: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         })
     }

@@ -15,6 +15,9 @@
 //!   one transaction; transfers across three streams).
 //! - [`workqueue`]: departments, queues and grants, tasks (claim-next with `SKIP LOCKED` over
 //!   the write side's `wq_*` tables, hand-offs, SLA escalation, push distribution) and cases.
+//! - [`staffing`]: staff members and allocating work to them: ranking from the `staffing`
+//!   read model (a suggestion only), the chosen staff member re-checked on the write side, the
+//!   decision recorded on the work's allocation stream, releases.
 //! - [`users`]: users and sessions: registration, login with lockout and rate limits, bearer
 //!   tokens (stored hashed), password changes (Argon2id hashes kept beside the log).
 //! - [`notifications`]: notifications and their delivery policy (claim an attempt, send,
@@ -34,6 +37,7 @@ pub mod handler;
 pub mod jobs;
 pub mod notifications;
 pub mod practices;
+pub mod staffing;
 pub mod unit_of_work;
 pub mod users;
 pub mod workqueue;

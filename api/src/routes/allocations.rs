@@ -2,16 +2,20 @@
 //! factors of [docs/domain.md](../../../docs/domain.md) ("Staff allocation"), with every
 //! factor's value, weight and contribution shown.
 //!
-//! - Ranking (`POST /allocations/rank`) reads the candidates from the `staffing` read model
-//!   (through [`AppState::candidates`], which reuses the list while the model is unchanged) and
-//!   ranks them with [`domain::allocation::rank`]; it appends nothing.
-//! - Allocating (`POST /allocations`) ranks the same way and records the decision (its inputs:
-//!   the work, the weights, each ranked candidate's factor values, the choice) as a
-//!   `WorkAllocated` event on the work's allocation stream.
+//! The handlers extract the request, call [`commands::staffing::Staffing`] (which decides)
+//! and map its answers to views.
+//!
+//! - Ranking (`POST /allocations/rank`) is [`commands::staffing::Staffing::rank`]: the
+//!   candidates from the `staffing` read model ranked with [`domain::allocation::rank`]; it
+//!   appends nothing.
+//! - Allocating (`POST /allocations`) is [`commands::staffing::Staffing::allocate`]: it
+//!   re-checks a chosen staff member on the write side, ranks the same way and records the
+//!   decision (its inputs: the work, the weights, each ranked candidate's factor values, the
+//!   choice) as a `WorkAllocated` event on the work's allocation stream.
 //! - A recorded decision is explained from the event alone (`GET /allocations/{kind}/{id}`) and
 //!   replayed with other weights from its recorded values (`POST .../replay`, nothing appended).
 //!
-//! Weights come from configuration ([`AppState::allocation_weights`], set from
+//! Weights come from configuration ([`commands::staffing::Staffing::weights`], set from
 //! `CASELEDGER_ALLOCATION_WEIGHTS`, see [`crate::config::parse_weights`]); a request may
 //! override some or all of them for a what-if.
 
@@ -28,8 +32,7 @@ use domain::allocation::{
 };
 use domain::staff::{normalise_label, StaffError, MAX_ENTRIES, MAX_LABEL_CHARS};
 use domain::work_allocation::{
-    self as work_allocation, WorkAllocation, WorkAllocationCommand, WorkAllocationError, WorkKind,
-    WorkRef, MAX_RECORDED,
+    self as work_allocation, WorkAllocation, WorkAllocationError, WorkKind, WorkRef, MAX_RECORDED,
 };
 use eventstore::Metadata;
 use projections::staffing::{self as model};
@@ -43,7 +46,7 @@ use crate::extract::{query, ApiJson, CommandDone};
 use crate::permissions::{OPERATORS, READERS};
 use crate::AppState;
 
-use super::staff::{refused, Location, Slot};
+use super::staff::{Location, Slot};
 use super::{routes, Routes};
 use crate::config::weight_slot;
 
@@ -352,20 +355,19 @@ pub(crate) async fn rank(
     let q = query(q)?;
     let (weights, source) = resolve(
         body.weights.as_ref(),
-        &state.allocation_weights,
+        state.staffing.weights(),
         "configured",
     )?;
     let limit = limit(body.limit, allocation::DEFAULT_LIMIT, RANK_LIMIT_MAX)?;
     let work = body.work.to_domain()?;
     wait_for_cursor(&state, model::NAME, &headers, q.min_cursor.as_deref()).await?;
-    let candidates = state.candidates.candidates(state.store.pool()).await?;
-    let ranking = allocation::rank(&work, &candidates, &weights, limit);
+    let (ranking, considered) = state.staffing.rank(&work, &weights, limit).await?;
     let names = names_of(&state, &ranking).await?;
     Ok(Json(Ranking {
         weights: WeightsView::from(&weights),
         weights_source: source,
         max_total: weights.sum(),
-        considered: candidates.len(),
+        considered,
         candidates: candidate_views(&ranking, &work, &weights, &names),
     }))
 }
@@ -473,7 +475,7 @@ pub(crate) async fn allocate(
     let q = query(q)?;
     let (weights, _) = resolve(
         body.weights.as_ref(),
-        &state.allocation_weights,
+        state.staffing.weights(),
         "configured",
     )?;
     let limit = limit(body.limit, ALLOCATE_LIMIT_DEFAULT, MAX_RECORDED)?;
@@ -482,54 +484,18 @@ pub(crate) async fn allocate(
         kind: body.work_kind,
         id: body.work_id,
     };
-    if let Some(staff_id) = body.staff_id {
-        let (version, staff) = state.staff.load(staff_id).await.map_err(|e| match e {
-            commands::CommandError::Store(eventstore::StoreError::StreamTypeMismatch {
-                ..
-            }) => ApiError::UnknownStaff {
-                field: "staff_id",
-                staff_id,
-            },
-            other => other.into(),
-        })?;
-        if version == 0 || !staff.exists() {
-            return Err(ApiError::UnknownStaff {
-                field: "staff_id",
-                staff_id,
-            });
-        }
-    }
-    let stream = WorkAllocation::stream_id(work_ref);
-    // Refuse early, before ranking, when the work is taken; the command decides again.
-    let (_, current) = state
-        .allocations
-        .load(stream)
-        .await
-        .map_err(refused(WorkAllocationError::NotFound))?;
-    if let Some(staff_id) = current.current_staff() {
-        return Err(WorkAllocationError::AlreadyAllocated { staff_id }.into());
-    }
     wait_for_cursor(&state, model::NAME, &headers, q.min_cursor.as_deref()).await?;
-    let candidates = state.candidates.candidates(state.store.pool()).await?;
-    let decision = allocation::allocate(&work, &candidates, &weights, limit, body.staff_id)?;
-    let outcome = state
-        .allocations
-        .handle(
-            stream,
-            &WorkAllocationCommand::Allocate {
-                work: work_ref,
-                decision,
-            },
+    let (version, allocation, outcome) = state
+        .staffing
+        .allocate(
+            work_ref,
+            &work,
+            &weights,
+            limit,
+            body.staff_id,
             &Metadata::by(caller.actor()),
         )
-        .await
-        .map_err(refused(WorkAllocationError::NotFound))?;
-    // The allocation as this command left it (not as a later command may have).
-    let (version, allocation) = state
-        .allocations
-        .load_at_version(stream, outcome.version)
-        .await
-        .map_err(refused(WorkAllocationError::NotFound))?;
+        .await?;
     let names = match &allocation.decision {
         Some(d) => names_of(&state, &d.ranking).await?,
         None => HashMap::new(),
@@ -546,21 +512,6 @@ pub(crate) async fn allocate(
     ))
 }
 
-async fn load_allocation(
-    state: &AppState,
-    work: WorkRef,
-) -> Result<(u64, WorkAllocation), ApiError> {
-    let (version, allocation) = state
-        .allocations
-        .load(WorkAllocation::stream_id(work))
-        .await
-        .map_err(refused(WorkAllocationError::NotFound))?;
-    if version == 0 || allocation.decision.is_none() {
-        return Err(WorkAllocationError::NotFound.into());
-    }
-    Ok((version, allocation))
-}
-
 #[utoipa::path(get, path = "/allocations/{kind}/{id}", tag = "allocations", security(("bearer" = [])),
     params(("kind" = String, Path, description = "case, task or referral"), ("id" = Uuid, Path, description = "The work's id")),
     responses((status = 200, description = "The latest recorded decision for this work, explained from its event: weights, every ranked candidate's factor values and contributions, who was chosen, whether it still stands", body = AllocationView),
@@ -571,7 +522,7 @@ pub(crate) async fn show_allocation(
     path: Result<Path<(String, Uuid)>, PathRejection>,
 ) -> Result<Json<AllocationView>, ApiError> {
     let work = allocation_path(path)?;
-    let (version, allocation) = load_allocation(&state, work).await?;
+    let (version, allocation) = state.staffing.load_allocation(work).await?;
     let names = match &allocation.decision {
         Some(d) => names_of(&state, &d.ranking).await?,
         None => HashMap::new(),
@@ -607,16 +558,9 @@ pub(crate) async fn release(
     let work = allocation_path(path)?;
     let stream = WorkAllocation::stream_id(work);
     let outcome = state
-        .allocations
-        .handle(
-            stream,
-            &WorkAllocationCommand::Release {
-                reason: body.reason,
-            },
-            &Metadata::by(caller.actor()),
-        )
-        .await
-        .map_err(refused(WorkAllocationError::NotFound))?;
+        .staffing
+        .release(work, body.reason, &Metadata::by(caller.actor()))
+        .await?;
     Ok(Json(CommandDone::new(
         stream,
         outcome.version,
@@ -668,7 +612,7 @@ pub(crate) async fn replay(
     ApiJson(body): ApiJson<ReplayRequest>,
 ) -> Result<Json<ReplayView>, ApiError> {
     let work = allocation_path(path)?;
-    let (_, allocation) = load_allocation(&state, work).await?;
+    let (_, allocation) = state.staffing.load_allocation(work).await?;
     let decision = allocation
         .decision
         .as_ref()

@@ -1,6 +1,7 @@
 //! `/staff`: staff profiles and weekly availability, the people work is allocated to
-//! ([`super::allocations`] ranks and allocates). Profiles are decided by the `StaffMember`
-//! aggregate; the list and detail come from the `staffing` read model.
+//! ([`super::allocations`] ranks and allocates). The handlers extract the request and call
+//! [`commands::staffing::Staffing`], where the `StaffMember` aggregate decides; the list and
+//! detail come from the `staffing` read model.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -198,10 +199,9 @@ pub(crate) async fn register(
         metadata = metadata.with_command_id(Uuid::new_v5(&id, b"register staff member"));
     }
     let outcome = state
-        .staff
-        .handle(id, &StaffCommand::Register { profile }, &metadata)
-        .await
-        .map_err(refused(StaffError::NotFound))?;
+        .staffing
+        .command(id, StaffCommand::Register { profile }, &metadata)
+        .await?;
     let status = if outcome.replayed {
         StatusCode::OK
     } else {
@@ -262,10 +262,9 @@ async fn staff_command(
     command: StaffCommand,
 ) -> Result<Json<CommandDone>, ApiError> {
     let outcome = state
-        .staff
-        .handle(id, &command, &Metadata::by(caller.actor()))
-        .await
-        .map_err(refused(StaffError::NotFound))?;
+        .staffing
+        .command(id, command, &Metadata::by(caller.actor()))
+        .await?;
     Ok(Json(CommandDone::new(id, outcome.version, outcome.cursor)))
 }
 
@@ -420,12 +419,4 @@ pub(crate) async fn state_as_of(
             .collect(),
         version,
     }))
-}
-
-/// A staff or allocation command's failure as an answer; an id that belongs to another kind of
-/// stream names no record of this kind (`not_found`).
-pub(super) fn refused<R: domain::refusal::Refusal + Send + Sync + 'static>(
-    not_found: R,
-) -> impl FnOnce(commands::CommandError<R>) -> ApiError {
-    move |e| e.widen::<R>(not_found).into()
 }
