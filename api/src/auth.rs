@@ -7,7 +7,8 @@
 
 use axum::http::{header, HeaderMap};
 use chrono::{DateTime, Utc};
-use commands::users::{Identity, Users, UsersError};
+use commands::users::{Identity, Users, UsersRefusal};
+use commands::CommandError;
 use domain::user::Role;
 use serde::Serialize;
 use uuid::Uuid;
@@ -85,7 +86,9 @@ pub async fn authenticate(users: &Users, headers: &HeaderMap) -> Result<Option<C
     match users.authenticate(token).await {
         Ok(identity) => Ok(Some(identity.into())),
         // The same answer as a missing token: the client logs in again.
-        Err(UsersError::Unauthenticated) => Err(ApiError::Unauthenticated),
+        Err(CommandError::Rejected(UsersRefusal::Unauthenticated)) => {
+            Err(ApiError::Unauthenticated)
+        }
         Err(e) => Err(e.into()),
     }
 }

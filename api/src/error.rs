@@ -37,15 +37,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("log in first: send Authorization: Bearer <token> (from POST /auth/login)")]
     Unauthenticated,
-    #[error("wrong username or password")]
-    InvalidCredentials,
     #[error("your role may not do this")]
     Forbidden,
-    #[error("too many attempts; retry in {retry_after} s")]
-    RateLimited { retry_after: u64 },
-    /// Refused by a user's aggregate (kind and code from its [`Refusal`]).
-    #[error(transparent)]
-    User(#[from] domain::user::UserError),
     #[error("this route does not allow that method")]
     MethodNotAllowed,
     #[error("the request took longer than {0:?}")]
@@ -178,18 +171,7 @@ impl ApiError {
             ApiError::Unauthenticated => {
                 (StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthorized")
             }
-            ApiError::InvalidCredentials => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "Unauthorized",
-            ),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
-            ApiError::RateLimited { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Too many requests",
-            ),
-            ApiError::User(e) => kind_parts(e.kind(), e.code()),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -374,14 +356,15 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self, code = problem.code, "request failed");
         }
         let unauthorized = problem.status == StatusCode::UNAUTHORIZED.as_u16();
+        // Whatever says "try later" (a read model behind, the database away) says when.
         let retry_after = match self {
-            ApiError::ReadModelBehind { .. } | ApiError::DatabaseUnavailable => Some(1),
-            ApiError::RateLimited { retry_after } => Some(retry_after),
             ApiError::Refused {
                 kind: ErrorKind::RateLimited,
                 ref details,
                 ..
             } => details.get("retry_after").and_then(|v| v.as_u64()),
+            ApiError::ReadModelBehind { .. } => Some(1),
+            _ if problem.status == StatusCode::SERVICE_UNAVAILABLE.as_u16() => Some(1),
             _ => None,
         };
         let mut response = problem.into_response();
@@ -421,12 +404,17 @@ mod tests {
             ("credentialing", answer(conflicts::<CredentialingRefusal>())),
             ("practices", answer(conflicts::<PracticeRefusal>())),
             ("work queues", answer(conflicts::<WorkQueueRefusal>())),
-            ("staff", answer(conflicts::<StaffError>())),
-            ("allocations", answer(conflicts::<WorkAllocationError>())),
-            ("users", answer(conflicts::<domain::user::UserError>())),
+            (
+                "staffing and allocations",
+                answer(conflicts::<commands::staffing::StaffingRefusal>()),
+            ),
+            (
+                "users",
+                answer(conflicts::<commands::users::UsersRefusal>()),
+            ),
             (
                 "notifications",
-                answer(conflicts::<domain::notification::NotificationError>()),
+                answer(conflicts::<commands::notifications::NotificationRefusal>()),
             ),
         ];
         for (service, got) in answers {
@@ -456,33 +444,11 @@ mod tests {
     }
 }
 
-impl From<commands::users::UsersError> for ApiError {
-    fn from(e: commands::users::UsersError) -> Self {
-        use commands::users::UsersError;
-        match e {
-            // The store's and the database's failures keep the one mapping every service uses.
-            UsersError::Store(s) => ApiError::Store(s),
-            UsersError::Database(d) => ApiError::db(d),
-            other => ApiError::refused(&other),
-        }
-    }
-}
-
-impl From<commands::notifications::NotificationsError> for ApiError {
-    fn from(e: commands::notifications::NotificationsError) -> Self {
-        match e {
-            commands::notifications::NotificationsError::Store(s) => ApiError::Store(s),
-            other => ApiError::refused(&other),
-        }
-    }
-}
-
 #[cfg(test)]
 mod users_and_notifications_tests {
     use super::*;
     use commands::notifications::NotificationsError;
-    use commands::users::UsersError;
-    use commands::CommandError as HandleError;
+    use commands::users::{UsersError, UsersRefusal};
     use domain::notification::NotificationError;
     use domain::user::UserError;
 
@@ -492,25 +458,19 @@ mod users_and_notifications_tests {
     }
 
     #[test]
-    fn users_and_notifications_commands_that_give_up_after_too_many_conflicts_are_409_concurrency_conflict(
-    ) {
-        let users = UsersError::from(HandleError::<UserError>::TooManyConflicts { attempts: 8 });
-        let notifications =
-            NotificationsError::from(HandleError::<NotificationError>::TooManyConflicts {
-                attempts: 8,
-            });
-        assert_eq!(answer(users.into()), (409, "concurrency_conflict"));
-        assert_eq!(answer(notifications.into()), (409, "concurrency_conflict"));
-    }
-
-    #[test]
     fn users_refusals_keep_the_statuses_and_codes_clients_know() {
         let until = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
         for (e, expected) in [
-            (UsersError::InvalidCredentials, (401, "invalid_credentials")),
-            (UsersError::Unauthenticated, (401, "unauthenticated")),
             (
-                UsersError::InvalidEmail { email: "x".into() },
+                UsersError::from(UsersRefusal::InvalidCredentials),
+                (401, "invalid_credentials"),
+            ),
+            (
+                UsersRefusal::Unauthenticated.into(),
+                (401, "unauthenticated"),
+            ),
+            (
+                UsersRefusal::InvalidEmail { email: "x".into() }.into(),
                 (422, "invalid_body"),
             ),
             (UserError::Locked { until }.into(), (403, "account_locked")),
@@ -528,7 +488,10 @@ mod users_and_notifications_tests {
 
     #[test]
     fn a_rate_limited_login_answers_429_with_retry_after() {
-        let response = ApiError::from(UsersError::RateLimited { retry_after: 12 }).into_response();
+        let response = ApiError::from(UsersError::from(UsersRefusal::RateLimited {
+            retry_after: 12,
+        }))
+        .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(
             response

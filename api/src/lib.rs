@@ -158,6 +158,18 @@ impl AppState {
     }
 }
 
+/// Logs to standard error, filtered by `RUST_LOG` (default `info,sqlx=warn`): the set-up both
+/// binaries (`caseledger`, `caseledger-tools`) start with.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Status of every projection, as operators see it (CLI and admin route).
 pub async fn projection_status(
     store: &EventStore,

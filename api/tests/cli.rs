@@ -210,6 +210,38 @@ fn serve(url: &str, port: u16) -> anyhow::Result<Child> {
     ))
 }
 
+/// A server on `port` whose first admin `boss` it creates itself, with `env` set too, and a
+/// token of boss's once it answers.
+async fn serve_as_boss(
+    url: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Child, String)> {
+    let server = Child(
+        Command::new(BIN)
+            .env_remove("CASELEDGER_DATABASE_URL")
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", url)
+            .env("CASELEDGER_ADMIN_USERNAME", "boss")
+            .env("CASELEDGER_ADMIN_PASSWORD", "B0ss-password!")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_healthy(port).await?;
+    let session: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/auth/login"))
+        .json(&serde_json::json!({"username": "boss", "password": "B0ss-password!"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = session["token"].as_str().unwrap_or_default().to_owned();
+    Ok((server, token))
+}
+
 async fn wait_healthy(port: u16) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("http://127.0.0.1:{port}/health"))
@@ -320,28 +352,8 @@ async fn sigterm_ends_live_feeds_and_stops_the_server_cleanly() -> anyhow::Resul
     let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
     let url = url_for(&name)?;
     let port = free_port()?;
-    let mut server = Child(
-        Command::new(BIN)
-            .env_remove("CASELEDGER_DATABASE_URL")
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", &url)
-            .env("CASELEDGER_ADMIN_USERNAME", "boss")
-            .env("CASELEDGER_ADMIN_PASSWORD", "B0ss-password!")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_healthy(port).await?;
+    let (mut server, token) = serve_as_boss(&url, port, &[]).await?;
     let client = reqwest::Client::new();
-    let session: serde_json::Value = client
-        .post(format!("http://127.0.0.1:{port}/auth/login"))
-        .json(&serde_json::json!({"username": "boss", "password": "B0ss-password!"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = session["token"].as_str().unwrap_or_default().to_owned();
     let mut feed = client
         .get(format!("http://127.0.0.1:{port}/events/stream"))
         .bearer_auth(&token)
@@ -427,31 +439,10 @@ fn a_malformed_setting_in_the_environment_is_refused_at_start() -> anyhow::Resul
 /// Whether the server started with `CASELEDGER_NO_SCHEDULER=value` says it runs the scheduler.
 async fn scheduler_running_with(url: &str, value: &str) -> anyhow::Result<bool> {
     let port = free_port()?;
-    let _server = Child(
-        Command::new(BIN)
-            .env_remove("CASELEDGER_DATABASE_URL")
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", url)
-            .env("CASELEDGER_NO_SCHEDULER", value)
-            .env("CASELEDGER_ADMIN_USERNAME", "boss")
-            .env("CASELEDGER_ADMIN_PASSWORD", "B0ss-password!")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_healthy(port).await?;
-    let client = reqwest::Client::new();
-    let session: serde_json::Value = client
-        .post(format!("http://127.0.0.1:{port}/auth/login"))
-        .json(&serde_json::json!({"username": "boss", "password": "B0ss-password!"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let jobs: serde_json::Value = client
+    let (_server, token) = serve_as_boss(url, port, &[("CASELEDGER_NO_SCHEDULER", value)]).await?;
+    let jobs: serde_json::Value = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/jobs"))
-        .bearer_auth(session["token"].as_str().unwrap_or_default())
+        .bearer_auth(token)
         .send()
         .await?
         .error_for_status()?

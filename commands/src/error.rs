@@ -40,10 +40,21 @@ impl<R: std::error::Error + 'static> CommandError<R> {
     /// becomes the refusal `not_found`.
     pub fn widen<S: std::error::Error + From<R> + 'static>(self, not_found: R) -> CommandError<S> {
         match self {
-            CommandError::Rejected(r) => CommandError::Rejected(r.into()),
             CommandError::Store(StoreError::StreamTypeMismatch { .. }) => {
                 CommandError::Rejected(not_found.into())
             }
+            other => other.map_rejected(S::from),
+        }
+    }
+
+    /// The same failure with its refusal turned into another (a service's wider refusal);
+    /// the store's, the codec's and the conflicts' failures stay as they are.
+    pub fn map_rejected<S: std::error::Error + 'static>(
+        self,
+        f: impl FnOnce(R) -> S,
+    ) -> CommandError<S> {
+        match self {
+            CommandError::Rejected(r) => CommandError::Rejected(f(r)),
             CommandError::Store(s) => CommandError::Store(s),
             CommandError::Codec(c) => CommandError::Codec(c),
             CommandError::TooManyConflicts { attempts } => {

@@ -39,9 +39,6 @@ pub struct CommandOutcome<E> {
     pub replayed: bool,
 }
 
-/// The old name of [`CommandError`], kept while callers outside `commands` move over.
-pub type HandleError<R> = CommandError<R>;
-
 /// Bounded map of the last state seen per stream.
 struct StateCache<A> {
     entries: HashMap<Uuid, (u64, A)>,

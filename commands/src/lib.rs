@@ -44,5 +44,5 @@ pub mod workqueue;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CommandError, RetryPolicy};
-pub use handler::{CommandHandler, CommandOutcome, HandleError};
+pub use handler::{CommandHandler, CommandOutcome};
 pub use unit_of_work::{Committed, Decision, Staged, UnitOfWork};

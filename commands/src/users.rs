@@ -9,7 +9,7 @@
 //! every authentication re-reads the user (through the command handler's cache), so role changes
 //! and deactivations take effect at once.
 //!
-//! Every failure is a [`UsersError`], which states its kind and stable code ([`Refusal`]); how
+//! Every failure is a [`UsersError`], a [`CommandError`] whose refusal states its kind and stable code ([`Refusal`]); how
 //! the bearer token travels (an HTTP header) is the API's business, not this module's.
 
 use std::net::IpAddr;
@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use domain::refusal::{ErrorKind, Refusal};
 use domain::user::{Account, Role, User, UserCommand, UserError, UserEvent, Username};
 use domain::Aggregate;
-use eventstore::codec::{self, CodecError};
+use eventstore::codec;
 use eventstore::{EventStore, ExpectedVersion, Metadata, StoreError};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value};
@@ -54,9 +54,11 @@ pub fn session_lifetime(remember_me: bool) -> chrono::Duration {
 const LOGINS_PER_MINUTE_PER_ACCOUNT: u32 = 10;
 const LOGINS_PER_MINUTE_PER_ADDRESS: u32 = 30;
 
-/// Why a users command failed.
+/// Why a users command was refused. The store's failures, the codec's and too many
+/// conflicts are [`CommandError`]'s, as for every service: a users command fails with a
+/// [`UsersError`].
 #[derive(Debug, thiserror::Error)]
-pub enum UsersError {
+pub enum UsersRefusal {
     /// The user aggregate refused, or the username, role or password breaks a rule.
     #[error(transparent)]
     User(#[from] UserError),
@@ -70,99 +72,59 @@ pub enum UsersError {
     Unauthenticated,
     #[error("too many attempts; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
-    #[error("the record kept changing under the command; gave up after {attempts} attempts")]
-    TooManyConflicts { attempts: u32 },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    /// A query of `credentials` or `sessions` failed.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
     /// Hashing or verifying a password failed (or its worker thread died).
     #[error("password hashing: {0}")]
     Hashing(String),
 }
 
+/// Why a users command failed.
+pub type UsersError = CommandError<UsersRefusal>;
+
+impl From<UsersRefusal> for UsersError {
+    fn from(r: UsersRefusal) -> Self {
+        CommandError::Rejected(r)
+    }
+}
+
+impl From<UserError> for UsersError {
+    fn from(e: UserError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
 impl From<CommandError<UserError>> for UsersError {
     fn from(e: CommandError<UserError>) -> Self {
-        match e {
-            CommandError::Rejected(e) => UsersError::User(e),
-            CommandError::Store(e) => UsersError::Store(e),
-            CommandError::Codec(e) => UsersError::Codec(e),
-            CommandError::TooManyConflicts { attempts } => {
-                UsersError::TooManyConflicts { attempts }
-            }
-        }
+        e.map_rejected(UsersRefusal::User)
     }
 }
 
-/// Kind and code of a user aggregate's refusal (the codes clients have always seen).
-fn user_refusal(e: &UserError) -> (ErrorKind, &'static str) {
-    match e {
-        UserError::InvalidUsername { .. } => (ErrorKind::Invalid, "invalid_username"),
-        UserError::UnknownRole { .. } => (ErrorKind::Invalid, "unknown_role"),
-        UserError::WeakPassword { .. } => (ErrorKind::Invalid, "weak_password"),
-        UserError::AlreadyExists => (ErrorKind::Conflict, "user_exists"),
-        UserError::NotFound => (ErrorKind::NotFound, "user_not_found"),
-        UserError::Locked { .. } => (ErrorKind::Forbidden, "account_locked"),
-        UserError::Deactivated => (ErrorKind::Forbidden, "account_deactivated"),
-        UserError::SameRole { .. } => (ErrorKind::Conflict, "role_unchanged"),
-    }
-}
-
-/// Kind and code of an event-store failure, as the API has always answered it. Shared with the
-/// notification service.
-pub(crate) fn store_refusal(e: &StoreError) -> (ErrorKind, &'static str) {
-    match e {
-        StoreError::WrongExpectedVersion { .. } => (ErrorKind::Conflict, "wrong_expected_version"),
-        StoreError::StreamTypeMismatch { .. } => (ErrorKind::Conflict, "stream_type_mismatch"),
-        StoreError::CommandIdReused { .. } => (ErrorKind::Conflict, "command_id_reused"),
-        StoreError::StreamNotFound { .. } => (ErrorKind::NotFound, "stream_not_found"),
-        StoreError::Database(e) => database_refusal(e),
-        _ => (ErrorKind::Internal, "internal"),
-    }
-}
-
-/// Kind and code of a database failure: unreachable is "try later", anything else is ours.
-pub(crate) fn database_refusal(e: &sqlx::Error) -> (ErrorKind, &'static str) {
-    match e {
-        sqlx::Error::PoolClosed
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::Io(_)
-        | sqlx::Error::WorkerCrashed => (ErrorKind::Unavailable, "database_unavailable"),
-        _ => (ErrorKind::Internal, "internal"),
-    }
-}
-
-impl UsersError {
-    fn parts(&self) -> (ErrorKind, &'static str) {
-        match self {
-            UsersError::User(e) => user_refusal(e),
-            UsersError::InvalidEmail { .. } => (ErrorKind::Invalid, "invalid_body"),
-            UsersError::InvalidCredentials => (ErrorKind::Unauthenticated, "invalid_credentials"),
-            UsersError::Unauthenticated => (ErrorKind::Unauthenticated, "unauthenticated"),
-            UsersError::RateLimited { .. } => (ErrorKind::RateLimited, "rate_limited"),
-            UsersError::TooManyConflicts { .. } => (ErrorKind::Conflict, "concurrency_conflict"),
-            UsersError::Store(e) => store_refusal(e),
-            UsersError::Database(e) => database_refusal(e),
-            UsersError::Codec(_) | UsersError::Hashing(_) => (ErrorKind::Internal, "internal"),
-        }
-    }
-}
-
-impl Refusal for UsersError {
+impl Refusal for UsersRefusal {
     fn kind(&self) -> ErrorKind {
-        self.parts().0
+        match self {
+            UsersRefusal::User(e) => e.kind(),
+            UsersRefusal::InvalidEmail { .. } => ErrorKind::Invalid,
+            UsersRefusal::InvalidCredentials | UsersRefusal::Unauthenticated => {
+                ErrorKind::Unauthenticated
+            }
+            UsersRefusal::RateLimited { .. } => ErrorKind::RateLimited,
+            UsersRefusal::Hashing(_) => ErrorKind::Internal,
+        }
     }
 
     fn code(&self) -> &'static str {
-        self.parts().1
+        match self {
+            UsersRefusal::User(e) => e.code(),
+            UsersRefusal::InvalidEmail { .. } => "invalid_body",
+            UsersRefusal::InvalidCredentials => "invalid_credentials",
+            UsersRefusal::Unauthenticated => "unauthenticated",
+            UsersRefusal::RateLimited { .. } => "rate_limited",
+            UsersRefusal::Hashing(_) => "internal",
+        }
     }
 
     fn details(&self) -> Map<String, Value> {
         let mut details = Map::new();
-        if let UsersError::RateLimited { retry_after } = self {
+        if let UsersRefusal::RateLimited { retry_after } = self {
             details.insert("retry_after".into(), Value::from(*retry_after));
         }
         details
@@ -282,9 +244,10 @@ impl Users {
     ) -> Result<Uuid, UsersError> {
         let username = Username::parse(username)?;
         if !email.contains('@') || email.len() > 254 {
-            return Err(UsersError::InvalidEmail {
+            return Err(UsersRefusal::InvalidEmail {
                 email: email.to_owned(),
-            });
+            }
+            .into());
         }
         domain::user::check_password_rules(password)?;
         let password_hash = hash_password(password.to_owned()).await?;
@@ -298,8 +261,8 @@ impl Users {
             .await
         {
             // Another registration of this name got there first.
-            Err(UsersError::Store(StoreError::WrongExpectedVersion { .. })) => {
-                return Err(UsersError::User(UserError::AlreadyExists))
+            Err(CommandError::Store(StoreError::WrongExpectedVersion { .. })) => {
+                return Err(UserError::AlreadyExists.into())
             }
             other => other?,
         }
@@ -364,7 +327,7 @@ impl Users {
                     &governor::clock::DefaultClock::default(),
                 ))
                 .as_secs();
-            UsersError::RateLimited {
+            UsersRefusal::RateLimited {
                 retry_after: secs.max(1),
             }
         };
@@ -387,15 +350,15 @@ impl Users {
     ) -> Result<Session, UsersError> {
         self.admit(username, address)?;
         let Ok(name) = Username::parse(username) else {
-            return Err(UsersError::InvalidCredentials);
+            return Err(UsersRefusal::InvalidCredentials.into());
         };
         let now = self.clock.now();
         let Some(account) = self.account(&name).await? else {
             let _ = verify_password(password.to_owned(), self.dummy_hash.as_str().to_owned()).await;
-            return Err(UsersError::InvalidCredentials);
+            return Err(UsersRefusal::InvalidCredentials.into());
         };
         if let Some(until) = account.locked_until.filter(|u| *u > now) {
-            return Err(UsersError::User(UserError::Locked { until }));
+            return Err(UsersError::from(UserError::Locked { until }));
         }
         let hash = self
             .password_hash(&name)
@@ -416,8 +379,8 @@ impl Users {
                 _ => None,
             });
             return Err(match locked {
-                Some(until) => UsersError::User(UserError::Locked { until }),
-                None => UsersError::InvalidCredentials,
+                Some(until) => UsersError::from(UserError::Locked { until }),
+                None => UsersRefusal::InvalidCredentials.into(),
             });
         }
         self.command(
@@ -444,7 +407,7 @@ impl Users {
     }
 
     /// The user behind a bearer token. A token that is unknown, expired or revoked, or whose
-    /// user is gone or deactivated, is [`UsersError::Unauthenticated`].
+    /// user is gone or deactivated, is [`UsersRefusal::Unauthenticated`].
     pub async fn authenticate(&self, token: &str) -> Result<Identity, UsersError> {
         let hash = token_hash(token);
         let row: Option<(Uuid,)> = sqlx::query_as(
@@ -454,7 +417,7 @@ impl Users {
         .bind(self.clock.now())
         .fetch_optional(self.store().pool())
         .await?;
-        let (user_id,) = row.ok_or(UsersError::Unauthenticated)?;
+        let (user_id,) = row.ok_or(UsersRefusal::Unauthenticated)?;
         match self.handler.load(user_id).await?.1 {
             User::Registered(account) if account.active => Ok(Identity {
                 user_id,
@@ -463,7 +426,7 @@ impl Users {
                 role: account.role,
                 token_hash: hash,
             }),
-            _ => Err(UsersError::Unauthenticated),
+            _ => Err(UsersRefusal::Unauthenticated.into()),
         }
     }
 
@@ -494,9 +457,9 @@ impl Users {
         let hash = self
             .password_hash(&name)
             .await?
-            .ok_or(UsersError::Unauthenticated)?;
+            .ok_or(UsersRefusal::Unauthenticated)?;
         if !verify_password(current.to_owned(), hash).await? {
-            return Err(UsersError::InvalidCredentials);
+            return Err(UsersRefusal::InvalidCredentials.into());
         }
         domain::user::check_password_rules(new)?;
         let password_hash = hash_password(new.to_owned()).await?;
@@ -528,8 +491,8 @@ fn hash_password_blocking(password: &str) -> Result<String, argon2::password_has
 pub async fn hash_password(password: String) -> Result<String, UsersError> {
     tokio::task::spawn_blocking(move || hash_password_blocking(&password))
         .await
-        .map_err(|e| UsersError::Hashing(e.to_string()))?
-        .map_err(|e| UsersError::Hashing(e.to_string()))
+        .map_err(|e| UsersRefusal::Hashing(e.to_string()))?
+        .map_err(|e| UsersRefusal::Hashing(e.to_string()).into())
 }
 
 async fn verify_password(password: String, hash: String) -> Result<bool, UsersError> {
@@ -543,7 +506,7 @@ async fn verify_password(password: String, hash: String) -> Result<bool, UsersEr
             .unwrap_or(false)
     })
     .await
-    .map_err(|e| UsersError::Hashing(e.to_string()))
+    .map_err(|e| UsersRefusal::Hashing(e.to_string()).into())
 }
 
 #[cfg(test)]
@@ -561,7 +524,7 @@ mod tests {
 
     #[test]
     fn a_rate_limited_login_says_when_to_retry() {
-        let e = UsersError::RateLimited { retry_after: 7 };
+        let e = UsersRefusal::RateLimited { retry_after: 7 };
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert_eq!(e.details().get("retry_after"), Some(&Value::from(7u64)));
     }

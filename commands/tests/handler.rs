@@ -5,7 +5,7 @@ mod support;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use commands::{CommandHandler, HandleError, ManualClock, SystemClock};
+use commands::{CommandError, CommandHandler, ManualClock, SystemClock};
 use eventstore::{EventStore, ExpectedVersion, Metadata, StoreError};
 use sqlx::PgPool;
 use support::*;
@@ -86,7 +86,7 @@ async fn a_refused_command_names_why_and_appends_nothing(pool: PgPool) -> anyhow
     h.handle(id, &take("alice"), &meta()).await?;
     let err = h.handle(id, &take("bob"), &meta()).await;
     assert!(
-        matches!(&err, Err(HandleError::Rejected(TicketError::AlreadyHeld { by })) if by == "alice"),
+        matches!(&err, Err(CommandError::Rejected(TicketError::AlreadyHeld { by })) if by == "alice"),
         "{err:?}"
     );
     assert_eq!(
@@ -173,7 +173,7 @@ async fn a_command_id_reused_for_a_different_command_is_refused(
     assert!(
         matches!(
             err,
-            Err(HandleError::Store(StoreError::CommandIdReused { .. }))
+            Err(CommandError::Store(StoreError::CommandIdReused { .. }))
         ),
         "{err:?}"
     );
@@ -185,7 +185,7 @@ async fn a_command_id_reused_for_a_different_command_is_refused(
     assert!(
         matches!(
             err,
-            Err(HandleError::Store(StoreError::CommandIdReused { .. }))
+            Err(CommandError::Store(StoreError::CommandIdReused { .. }))
         ),
         "same command, other stream: {err:?}"
     );
@@ -236,7 +236,7 @@ async fn two_processes_racing_to_take_a_ticket_leave_exactly_one_holder(
         assert!(
             matches!(
                 loser,
-                Some(HandleError::Rejected(TicketError::AlreadyHeld { .. }))
+                Some(CommandError::Rejected(TicketError::AlreadyHeld { .. }))
             ),
             "{loser:?}"
         );
@@ -256,7 +256,7 @@ async fn a_cached_state_catches_up_with_writes_from_another_process(
     b.handle(id, &TicketCommand::Close, &meta()).await?;
     let err = a.handle(id, &take("alice"), &meta()).await;
     assert!(
-        matches!(err, Err(HandleError::Rejected(TicketError::Closed))),
+        matches!(err, Err(CommandError::Rejected(TicketError::Closed))),
         "{err:?}"
     );
     Ok(())
@@ -281,7 +281,7 @@ async fn a_stream_of_another_type_is_not_loaded_as_this_aggregate(
     assert!(
         matches!(
             err,
-            Err(HandleError::Store(StoreError::StreamTypeMismatch { .. }))
+            Err(CommandError::Store(StoreError::StreamTypeMismatch { .. }))
         ),
         "{err:?}"
     );

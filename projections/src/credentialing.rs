@@ -870,23 +870,6 @@ pub async fn credentials(
     .await
 }
 
-/// Whether the physician holds a (not revoked) CSR in `jurisdiction`: the DEA checklist's
-/// "state CSR current" item depends on it.
-pub async fn holds_csr(
-    pool: &PgPool,
-    physician_id: Uuid,
-    jurisdiction: &str,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM read_models.credentials \
-                        WHERE physician_id = $1 AND kind = 'csr' AND jurisdiction = $2 AND NOT revoked)",
-    )
-    .bind(physician_id)
-    .bind(jurisdiction)
-    .fetch_one(pool)
-    .await
-}
-
 /// A credential the renewal scan considers.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ScanCandidate {
@@ -894,7 +877,6 @@ pub struct ScanCandidate {
     pub expiry: NaiveDate,
     pub open_renewal_id: Option<Uuid>,
     pub physician_active: bool,
-    pub has_state_csr: bool,
 }
 
 /// Credentials (not revoked) expiring from `today` to `until`, with what the scan needs.
@@ -905,10 +887,7 @@ pub async fn scan_candidates(
 ) -> Result<Vec<ScanCandidate>, sqlx::Error> {
     sqlx::query_as(
         "SELECT c.credential_id, c.expiry, c.open_renewal_id, \
-                coalesce(p.active, false) AS physician_active, \
-                EXISTS (SELECT 1 FROM read_models.credentials s \
-                        WHERE s.physician_id = c.physician_id AND s.kind = 'csr' \
-                          AND s.jurisdiction = c.jurisdiction AND NOT s.revoked) AS has_state_csr \
+                coalesce(p.active, false) AS physician_active \
          FROM read_models.credentials c \
          LEFT JOIN read_models.physicians p ON p.physician_id = c.physician_id \
          WHERE NOT c.revoked AND c.expiry BETWEEN $1 AND $2 \

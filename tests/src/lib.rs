@@ -202,7 +202,10 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<Te
         .register("admin", "admin@example.org", Role::Admin, PASSWORD, "test")
         .await
     {
-        Ok(_) | Err(commands::users::UsersError::User(domain::user::UserError::AlreadyExists)) => {}
+        Ok(_)
+        | Err(commands::CommandError::Rejected(commands::users::UsersRefusal::User(
+            domain::user::UserError::AlreadyExists,
+        ))) => {}
         Err(e) => anyhow::bail!("{e}"),
     }
     let session = app

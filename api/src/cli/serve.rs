@@ -87,7 +87,9 @@ async fn bootstrap_admin(state: &AppState, config: &Config) -> anyhow::Result<()
         .await
     {
         Ok(_) => tracing::info!(%username, "created the first admin"),
-        Err(commands::users::UsersError::User(domain::user::UserError::AlreadyExists)) => {}
+        Err(commands::CommandError::Rejected(commands::users::UsersRefusal::User(
+            domain::user::UserError::AlreadyExists,
+        ))) => {}
         Err(e) => anyhow::bail!("could not create the admin {username:?}: {e}"),
     }
     Ok(())

@@ -76,7 +76,7 @@ pub(crate) async fn create(
 
 fn username(path: Result<Path<String>, PathRejection>) -> Result<Username, ApiError> {
     let Path(name) = path.map_err(|e| ApiError::BadPath(e.body_text()))?;
-    Username::parse(&name).map_err(ApiError::User)
+    Username::parse(&name).map_err(|e| ApiError::refused(&e))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -168,12 +168,12 @@ pub(crate) async fn show(
         .await
         .map_err(|e| match e {
             ApiError::Store(eventstore::StoreError::StreamNotFound { .. }) => {
-                ApiError::User(domain::user::UserError::NotFound)
+                ApiError::refused(&domain::user::UserError::NotFound)
             }
             other => other,
         })?;
     let User::Registered(account) = user else {
-        return Err(ApiError::User(domain::user::UserError::NotFound));
+        return Err(ApiError::refused(&domain::user::UserError::NotFound));
     };
     Ok(Json(UserView {
         user_id: id,

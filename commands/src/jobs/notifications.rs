@@ -17,7 +17,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::{Job, JobDeps, JobFailure, JobFuture, JobItemFailure, MAX_LISTED_FAILURES};
-use crate::notifications::{NotificationsError, Sent};
+use crate::notifications::{NotificationRefusal, Sent};
+use crate::CommandError;
 
 pub const NOTIFICATION_CHECK: &str = "notification-check";
 pub const NOTIFICATION_DISPATCH: &str = "notification-dispatch";
@@ -97,9 +98,9 @@ impl NotificationCheck {
                 .await
             {
                 Ok(_) => report.scheduled += 1,
-                Err(NotificationsError::Notification(
+                Err(CommandError::Rejected(NotificationRefusal::Notification(
                     NotificationError::AlreadyScheduled | NotificationError::Archived,
-                )) => report.already_notified += 1,
+                ))) => report.already_notified += 1,
                 Err(e) => {
                     report.failed += 1;
                     if report.failures.len() < MAX_LISTED_FAILURES {

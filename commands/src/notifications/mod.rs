@@ -8,8 +8,8 @@
 //! - [`channel`]: the [`NotificationChannel`] port, the [`Delivery`] it carries, the log sink.
 //! - [`webhook`]: the signed-webhook adapter and the channel configuration.
 //!
-//! Every failure is a [`NotificationsError`], which states its kind and stable code
-//! ([`Refusal`]).
+//! Every failure is a [`NotificationsError`], a [`CommandError`] whose refusal states its kind and
+//! stable code ([`Refusal`]).
 
 pub mod channel;
 pub mod webhook;
@@ -22,8 +22,7 @@ use domain::notification::{
     Severity,
 };
 use domain::refusal::{ErrorKind, Refusal};
-use eventstore::codec::CodecError;
-use eventstore::{EventStore, Metadata, StoreError};
+use eventstore::{EventStore, Metadata};
 use uuid::Uuid;
 
 pub use channel::{Delivery, LogChannel, NotificationChannel};
@@ -32,65 +31,48 @@ pub use webhook::{
     SIGNATURE_HEADER,
 };
 
-use crate::users::store_refusal;
 use crate::{Clock, CommandError, CommandHandler, CommandOutcome};
 
-/// Why a notification command failed.
+/// Why a notification command was refused. The store's failures, the codec's and too many
+/// conflicts are [`CommandError`]'s, as for every service.
 #[derive(Debug, thiserror::Error)]
-pub enum NotificationsError {
+pub enum NotificationRefusal {
     /// The notification's state refuses the command.
     #[error(transparent)]
     Notification(#[from] NotificationError),
-    #[error("the record kept changing under the command; gave up after {attempts} attempts")]
-    TooManyConflicts { attempts: u32 },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Codec(#[from] CodecError),
     /// Something that cannot happen did (a claimed notification without content).
     #[error("notification invariant broken: {0}")]
     Invariant(String),
 }
 
+/// Why a notification command failed.
+pub type NotificationsError = CommandError<NotificationRefusal>;
+
+impl From<NotificationError> for NotificationsError {
+    fn from(e: NotificationError) -> Self {
+        CommandError::Rejected(e.into())
+    }
+}
+
 impl From<CommandError<NotificationError>> for NotificationsError {
     fn from(e: CommandError<NotificationError>) -> Self {
-        match e {
-            CommandError::Rejected(e) => NotificationsError::Notification(e),
-            CommandError::Store(e) => NotificationsError::Store(e),
-            CommandError::Codec(e) => NotificationsError::Codec(e),
-            CommandError::TooManyConflicts { attempts } => {
-                NotificationsError::TooManyConflicts { attempts }
-            }
-        }
+        e.map_rejected(NotificationRefusal::Notification)
     }
 }
 
-impl NotificationsError {
-    fn parts(&self) -> (ErrorKind, &'static str) {
-        match self {
-            NotificationsError::Notification(NotificationError::NotFound) => {
-                (ErrorKind::NotFound, "notification_not_found")
-            }
-            // Every other refusal is about the notification's current state.
-            NotificationsError::Notification(_) => (ErrorKind::Conflict, "notification_state"),
-            NotificationsError::TooManyConflicts { .. } => {
-                (ErrorKind::Conflict, "concurrency_conflict")
-            }
-            NotificationsError::Store(e) => store_refusal(e),
-            NotificationsError::Codec(_) | NotificationsError::Invariant(_) => {
-                (ErrorKind::Internal, "internal")
-            }
-        }
-    }
-}
-
-impl Refusal for NotificationsError {
+impl Refusal for NotificationRefusal {
     fn kind(&self) -> ErrorKind {
-        self.parts().0
+        match self {
+            NotificationRefusal::Notification(e) => e.kind(),
+            NotificationRefusal::Invariant(_) => ErrorKind::Internal,
+        }
     }
 
     fn code(&self) -> &'static str {
-        self.parts().1
+        match self {
+            NotificationRefusal::Notification(e) => e.code(),
+            NotificationRefusal::Invariant(_) => "internal",
+        }
     }
 }
 
@@ -178,8 +160,9 @@ impl Notifications {
         let content = NotificationContent {
             physician_name: "Test Physician".into(),
             credential_kind: domain::credential::CredentialKind::License,
-            jurisdiction: domain::jurisdiction::Jurisdiction::parse("TX")
-                .map_err(|e| NotificationsError::Invariant(e.to_string()))?,
+            jurisdiction: domain::jurisdiction::Jurisdiction::parse("TX").map_err(|e| {
+                CommandError::Rejected(NotificationRefusal::Invariant(e.to_string()))
+            })?,
             expiry: now.date_naive(),
             days_remaining: 0,
             required_action: "None: this is a test of the notification channel".into(),
@@ -243,8 +226,8 @@ impl Notifications {
         // Everything the delivery says is in the notification's own events.
         let (_, state) = self.handler.load(id).await?;
         let (Some(content), Some(message)) = (state.content, state.message) else {
-            return Err(NotificationsError::Invariant(format!(
-                "notification {id} has no content"
+            return Err(CommandError::Rejected(NotificationRefusal::Invariant(
+                format!("notification {id} has no content"),
             )));
         };
         let delivery = Delivery {
