@@ -23,6 +23,10 @@
 //! - [`notifications`]: notifications and their delivery policy (claim an attempt, send,
 //!   record the outcome), behind the [`notifications::NotificationChannel`] port with its log
 //!   and signed-webhook adapters.
+//! - [`workflows`]: versioned workflow definitions and their runs: the service (register,
+//!   start with the input checked against a JSON Schema, cancel, signal, incident decisions),
+//!   the step kinds (`human_task`, `http`, `wait`, `signal`) and the executor that drives runs
+//!   from the write side's `wf_runnable` rows, shared by every server with `SKIP LOCKED`.
 //! - [`jobs`]: the job runner every scheduled job uses (one run at a time across processes,
 //!   a shared schedule, a record of runs) and the server's jobs: renewal scan and expiry,
 //!   notification check, dispatch and retention, SLA escalation.
@@ -40,6 +44,7 @@ pub mod practices;
 pub mod staffing;
 pub mod unit_of_work;
 pub mod users;
+pub mod workflows;
 pub mod workqueue;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -22,6 +22,9 @@
 //!   again), and replaying a recorded decision with other weights.
 //! - [`workqueue`]: departments, queues with their role grants, tasks (claim, hand-off,
 //!   completion, SLA escalation), push distribution strategies, and cases with their routing.
+//! - [`workflow`]: versioned workflow definitions (steps, dependencies, conditions, retry and
+//!   failure policies, checked at registration) and runs as aggregates: what is ready, attempts
+//!   with leases, waits, retries, fallbacks and incidents.
 //! - [`refusal`]: [`refusal::Refusal`], how every error declares its kind and stable code beside
 //!   its definition.
 //! - `testing` (hidden, for tests): `Renewal::given(events).when(command, now).then(events)` or
@@ -46,6 +49,7 @@ pub mod staff;
 pub mod testing;
 pub mod user;
 pub mod work_allocation;
+pub mod workflow;
 pub mod workqueue;
 
 use chrono::{DateTime, Utc};

@@ -18,6 +18,8 @@
 //! - [`workqueue`]: departments, queues and grants, tasks with their history, cases with their
 //!   routing history; queue views, my tasks, the dashboard and the SLA report. Split by concern:
 //!   its tables (`schema`), the event-to-row logic (`apply`), the queries and rows (`queries`).
+//! - [`workflows`]: workflow keys with their latest version, runs with their status and progress
+//!   (each run's steps followed), and successful step attempts' durations with per-step stats.
 //!
 //! Each read model has specifications in `tests/read_models.rs`: typed domain events appended
 //! to a fresh database, the model run through its runtime, then its queries' rows asserted
@@ -35,6 +37,7 @@ pub mod rebuild;
 pub mod runtime;
 pub mod staffing;
 pub mod wait;
+pub mod workflows;
 pub mod workqueue;
 
 use std::sync::Arc;
@@ -52,5 +55,6 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(staffing::StaffingModel),
         Arc::new(practices::PracticesModel),
         Arc::new(workqueue::WorkQueueModel),
+        Arc::new(workflows::WorkflowsModel),
     ]
 }

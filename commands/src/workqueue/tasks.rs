@@ -411,6 +411,10 @@ impl WorkQueues {
             .await?;
         let next = task.status.is_finished().then_some(None);
         put_task_row(&mut tx, task_id, &task, version, next).await?;
+        if task.status.is_finished() {
+            // A workflow step waiting for this task moves on, whatever happens after commit.
+            crate::workflows::task_finished(&mut tx, task_id).await?;
+        }
         tx.commit().await?;
         Ok(TaskWritten {
             task_id,
