@@ -35,6 +35,8 @@ pub struct Config {
     pub db_connections: u32,
     #[command(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
+    pub workflows: WorkflowConfig,
     /// Job intervals overriding the defaults, as NAME=SECONDS pairs (comma-separated), e.g.
     /// `renewal-scan=21600,renewal-expiry=3600`.
     #[arg(
@@ -112,6 +114,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             db_connections: 20,
             http: HttpConfig::default(),
+            workflows: WorkflowConfig::default(),
             job_intervals: JobIntervals::default(),
             webhook_url: None,
             webhook_secret: None,
@@ -124,6 +127,75 @@ impl Default for Config {
             admin_email: None,
             read_wait: crate::consistency::WAIT_TIMEOUT,
             login_limit: None,
+        }
+    }
+}
+
+/// The workflow executor's settings.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct WorkflowConfig {
+    /// Do not run the workflow executor in this process (runs still start and are steered over
+    /// HTTP; another server's executor drives them). Takes 1/0, true/false, yes/no, on/off.
+    #[arg(
+        long,
+        env = "CASELEDGER_NO_WORKFLOW_EXECUTOR",
+        action = clap::ArgAction::SetTrue,
+        value_parser = BoolishValueParser::new()
+    )]
+    pub no_workflow_executor: bool,
+    /// Workflow step attempts this server runs at once.
+    #[arg(
+        long,
+        env = "CASELEDGER_WORKFLOW_CONCURRENCY",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub workflow_concurrency: u32,
+    /// Step attempts one run may have running at once, across all servers.
+    #[arg(
+        long,
+        env = "CASELEDGER_WORKFLOW_RUN_PARALLELISM",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u32).range(1..=100)
+    )]
+    pub workflow_run_parallelism: u32,
+    /// The work queue (by name) that gets a task when a step fails with `on_failure:
+    /// ask_person`; created at start (in department WORKFLOW-OPS) when missing.
+    #[arg(
+        long,
+        env = "CASELEDGER_WORKFLOW_INTERVENTIONS_QUEUE",
+        default_value = DEFAULT_INTERVENTIONS_QUEUE
+    )]
+    pub workflow_interventions_queue: String,
+    /// Secret for the HMAC-SHA256 signature of `http` steps' requests (16+ characters); the
+    /// webhook secret when not given, unsigned when neither is.
+    #[arg(long, env = "CASELEDGER_WORKFLOW_HTTP_SECRET", hide_env_values = true)]
+    pub workflow_http_secret: Option<String>,
+}
+
+/// Where incidents go unless configured.
+pub const DEFAULT_INTERVENTIONS_QUEUE: &str = "Workflow interventions";
+
+impl Default for WorkflowConfig {
+    fn default() -> Self {
+        Self {
+            no_workflow_executor: false,
+            workflow_concurrency: 16,
+            workflow_run_parallelism: 4,
+            workflow_interventions_queue: DEFAULT_INTERVENTIONS_QUEUE.to_owned(),
+            workflow_http_secret: None,
+        }
+    }
+}
+
+impl WorkflowConfig {
+    /// The executor's settings.
+    pub fn executor(&self) -> commands::workflows::ExecutorSettings {
+        commands::workflows::ExecutorSettings {
+            concurrency: self.workflow_concurrency as usize,
+            run_parallelism: self.workflow_run_parallelism as usize,
+            interventions_queue: self.workflow_interventions_queue.trim().to_owned(),
+            ..Default::default()
         }
     }
 }
@@ -153,6 +225,20 @@ impl Config {
         if let Err(e) = self.channel() {
             problems.push(e.to_string());
         }
+        if let Some(secret) = &self.workflows.workflow_http_secret {
+            if secret.len() < 16 {
+                problems
+                    .push("CASELEDGER_WORKFLOW_HTTP_SECRET must be at least 16 characters".into());
+            }
+        }
+        if self
+            .workflows
+            .workflow_interventions_queue
+            .trim()
+            .is_empty()
+        {
+            problems.push("CASELEDGER_WORKFLOW_INTERVENTIONS_QUEUE must name a queue".into());
+        }
         if self.admin_username.is_some() && self.admin_password.is_none() {
             problems.push(
                 "CASELEDGER_ADMIN_USERNAME is set, so CASELEDGER_ADMIN_PASSWORD must be too".into(),
@@ -177,6 +263,20 @@ impl Config {
             self.webhook_secret.as_deref(),
             self.webhook_timeout,
         )
+    }
+}
+
+impl Config {
+    /// What `http` workflow steps sign their requests with.
+    pub fn workflow_http(&self) -> commands::workflows::kinds::http::HttpSettings {
+        let secret = self
+            .workflows
+            .workflow_http_secret
+            .as_ref()
+            .or(self.webhook_secret.as_ref());
+        commands::workflows::kinds::http::HttpSettings {
+            secret: secret.map(|s| s.as_bytes().to_vec()),
+        }
     }
 }
 

@@ -90,3 +90,25 @@ impl CommandDone {
         }
     }
 }
+
+/// The longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+
+/// The request's `Idempotency-Key` header, if any: 1 to 128 visible ASCII characters. A
+/// command that takes one derives its new stream's id from it (and the caller), so a retry
+/// lands on what the first request created.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(commands::notifications::IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_CHARS)
+        .ok_or(ApiError::InvalidField {
+            field: "idempotency-key",
+            reason: format!("give 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"),
+        })?;
+    Ok(Some(key.to_owned()))
+}

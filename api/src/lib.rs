@@ -71,6 +71,12 @@ pub struct AppState {
     /// Staff members and the allocation of work to them, ranking by the configured weights
     /// ([`config::Config::allocation_weights`]) unless a request gives its own.
     pub staffing: std::sync::Arc<commands::staffing::Staffing>,
+    /// Workflow definitions and runs.
+    pub workflows: std::sync::Arc<commands::workflows::Workflows>,
+    /// Drives workflow runs; `serve` spawns it unless configured not to.
+    pub executor: commands::workflows::Executor,
+    /// Whether this process runs the workflow executor.
+    pub executor_running: bool,
     /// Set when the server begins to shut down, so that endless responses (the SSE feed) end
     /// and graceful shutdown can finish.
     pub shutting_down: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
@@ -133,6 +139,16 @@ impl AppState {
             clock.clone(),
             config.allocation_weights,
         ));
+        let workflows = std::sync::Arc::new(commands::workflows::Workflows::new(
+            store.clone(),
+            clock.clone(),
+            commands::workflows::kinds::Kinds::standard(work.clone(), config.workflow_http()),
+        ));
+        let executor = commands::workflows::Executor::new(
+            workflows.clone(),
+            work.clone(),
+            config.workflows.executor(),
+        );
         let projector = Projector::new(
             store.clone(),
             projections::all(),
@@ -153,6 +169,9 @@ impl AppState {
             work,
             scheduler_running: !config.no_scheduler,
             staffing,
+            workflows,
+            executor,
+            executor_running: !config.workflows.no_workflow_executor,
             shutting_down: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         })
     }

@@ -326,8 +326,11 @@ async fn when_the_server_running_a_projection_dies_the_other_takes_over() -> any
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The servers write events of their own at start (the workflow interventions queue); the
+    // test's are the `test` streams.
     let counted: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(event_count), 0)::bigint FROM read_models.stream_catalogue",
+        "SELECT coalesce(sum(event_count), 0)::bigint FROM read_models.stream_catalogue \
+         WHERE stream_type = 'test'",
     )
     .fetch_one(&pool)
     .await?;
@@ -465,5 +468,175 @@ async fn the_no_scheduler_variable_takes_one_and_zero_as_well_as_true_and_false(
             "CASELEDGER_NO_SCHEDULER={value}"
         );
     }
+    drop_database(&name).await
+}
+
+/// What the receiver of the crash test saw: each call's step and idempotency key, and which
+/// calls it answered.
+#[derive(Clone, Default)]
+struct Received {
+    calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+async fn receive_slowly(
+    axum::extract::State(received): axum::extract::State<Received>,
+    headers: axum::http::HeaderMap,
+) -> axum::Json<serde_json::Value> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let step = header("x-caseledger-step");
+    received
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((step.clone(), header("idempotency-key")));
+    if step == "slow" {
+        // Long enough for the test to kill the server while the call is in flight.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    axum::Json(serde_json::json!({ "step": step }))
+}
+
+#[tokio::test]
+async fn a_server_killed_during_an_http_step_is_resumed_by_the_next_and_each_step_succeeds_once(
+) -> anyhow::Result<()> {
+    let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
+    let url = url_for(&name)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver = format!("http://{}/", listener.local_addr()?);
+    let received = Received::default();
+    let router = axum::Router::new()
+        .route("/", axum::routing::post(receive_slowly))
+        .with_state(received.clone());
+    let receiver_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+
+    let port = free_port()?;
+    let (mut first, token) = serve_as_boss(&url, port, &[]).await?;
+    let client = reqwest::Client::new();
+    let api = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let step = |id: &str, after: &[&str]| {
+        serde_json::json!({"id": id, "kind": "http", "depends_on": after,
+                           "config": {"url": receiver}, "timeout_secs": 3,
+                           "retry": {"max_attempts": 3, "initial_backoff_ms": 100}})
+    };
+    client
+        .post(api("/workflows"))
+        .bearer_auth(&token)
+        .json(
+            &serde_json::json!({"key": "crash", "name": "Crash", "steps": [
+            step("first", &[]), step("slow", &["first"]), step("last", &["slow"])]}),
+        )
+        .send()
+        .await?
+        .error_for_status()?;
+    let started: serde_json::Value = client
+        .post(api("/workflows/crash/runs"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"input": {}}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let run_id = started["run_id"].as_str().unwrap_or_default().to_owned();
+
+    // Kill -9 while the slow step's first call is in flight.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !received
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|(step, _)| step == "slow")
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the slow step never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.0.kill()?;
+    first.0.wait()?;
+
+    // A new server resumes the run from the log once the dead attempt's lease runs out.
+    let (_second, token) = serve_as_boss(&url, port, &[]).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let run: serde_json::Value = client
+            .get(api(&format!("/runs/{run_id}")))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        if run["status"] != "running" {
+            break run;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the run never ended: {run:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let steps = run["steps"].as_array().cloned().unwrap_or_default();
+    let slow = steps
+        .iter()
+        .find(|s| s["id"] == "slow")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(slow["attempts"][0]["interrupted"], true, "{slow:#}");
+    assert_eq!(
+        slow["attempts"].as_array().map(Vec::len),
+        Some(2),
+        "{slow:#}"
+    );
+
+    let calls = received
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let keys_of = |id: &str| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|(s, _)| s == id)
+            .map(|(_, k)| k.clone())
+            .collect()
+    };
+    assert_eq!(
+        keys_of("first"),
+        [format!("{run_id}:first:1")],
+        "a step that succeeded never runs again"
+    );
+    assert_eq!(
+        keys_of("slow"),
+        [format!("{run_id}:slow:1"), format!("{run_id}:slow:2")],
+        "the interrupted attempt is retried under a new key"
+    );
+    assert_eq!(keys_of("last"), [format!("{run_id}:last:1")]);
+
+    let pool = sqlx::PgPool::connect(&url).await?;
+    let succeeded: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT payload->>'step', count(*) FROM events \
+         WHERE stream_id = $1 AND event_type = 'AttemptSucceeded' GROUP BY 1 ORDER BY 1",
+    )
+    .bind(uuid::Uuid::parse_str(&run_id)?)
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        succeeded,
+        [
+            ("first".to_owned(), 1),
+            ("last".to_owned(), 1),
+            ("slow".to_owned(), 1)
+        ],
+        "each step succeeded once in the log"
+    );
+    pool.close().await;
+    receiver_task.abort();
+    drop(_second);
     drop_database(&name).await
 }

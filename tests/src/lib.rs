@@ -131,6 +131,9 @@ pub struct Options {
     pub login_limit: Option<u32>,
     /// Where notifications go; the log channel when `None`.
     pub channel: Option<Arc<dyn commands::notifications::NotificationChannel>>,
+    /// Run the workflow executor (with its interventions queue created), as `caseledger serve`
+    /// does. Off by default: other tests count the events they write.
+    pub executor: bool,
 }
 
 impl Default for Options {
@@ -142,6 +145,7 @@ impl Default for Options {
             clock: None,
             login_limit: None,
             channel: None,
+            executor: false,
         }
     }
 }
@@ -179,6 +183,14 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<Te
     let mut tasks = vec![store.spawn_wakeups()];
     if options.projectors {
         tasks.extend(state.projector.spawn());
+    }
+    if options.executor {
+        state
+            .executor
+            .prepare()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tasks.push(state.executor.clone().spawn());
     }
     let served = state.clone();
     tasks.push(tokio::spawn(async move {

@@ -106,6 +106,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// The workflow executor driving 5-step diamonds of `http` steps against a local receiver
+    /// (runs/s, steps/s, dispatch latency p50/p99) against `pgbench` writing one row per step
+    /// completion. Uses (and recreates) the database `caseledger_bench_workflows`.
+    Workflows {
+        #[arg(long, default_value_t = 1000)]
+        runs_per_sample: usize,
+        #[arg(long, default_value_t = 16)]
+        starters: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Append throughput and latency against plain INSERTs, and whole commands. Uses (and
     /// recreates) the database `caseledger_bench` on the same server.
     Append {
@@ -241,6 +254,20 @@ async fn bench(db: &Database, command: BenchCommand) -> anyhow::Result<()> {
                 runs: runs.max(1),
             };
             bench::claim::run(db, &opts).await
+        }
+        BenchCommand::Workflows {
+            runs_per_sample,
+            starters,
+            seconds,
+            runs,
+        } => {
+            let opts = bench::workflows::WorkflowsBench {
+                runs_per_sample: runs_per_sample.max(1),
+                starters: starters.max(1),
+                seconds,
+                runs: runs.max(1),
+            };
+            bench::workflows::run(db, &opts).await
         }
         BenchCommand::Append {
             seconds,

@@ -1,5 +1,5 @@
 //! `caseledger serve`: check the configuration, prepare the database, build the state from the
-//! configuration, start the background tasks (wake-ups, projectors, scheduler), serve until
+//! configuration, start the background tasks (wake-ups, projectors, scheduler, workflow executor), serve until
 //! Ctrl-C or SIGTERM, then stop them.
 
 use std::sync::Arc;
@@ -38,6 +38,16 @@ pub async fn run(db: &Database, config: &Config) -> anyhow::Result<()> {
     let scheduler = state
         .scheduler_running
         .then(|| state.jobs.spawn(SCHEDULER_POLL));
+    let executor = if state.executor_running {
+        state
+            .executor
+            .prepare()
+            .await
+            .context("creating the workflow interventions queue")?;
+        Some(state.executor.clone().spawn())
+    } else {
+        None
+    };
     let listen = config.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -54,6 +64,11 @@ pub async fn run(db: &Database, config: &Config) -> anyhow::Result<()> {
     // the job's next run marks it abandoned.
     if let Some(scheduler) = scheduler {
         scheduler.abort();
+    }
+    // An attempt cut off here keeps its lease; when it runs out, an executor (this one after a
+    // restart, or another server's) records it as interrupted and retries it as the step allows.
+    if let Some(executor) = executor {
+        executor.abort();
     }
     wakeups.abort();
     pool.close().await;

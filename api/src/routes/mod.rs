@@ -47,6 +47,7 @@ pub mod streams;
 pub mod users;
 pub mod work;
 pub mod work_views;
+pub mod workflows;
 
 mod declare;
 
@@ -79,6 +80,7 @@ pub const ALL: &[fn() -> Routes] = &[
     jobs::routes,
     work::routes,
     work_views::routes,
+    workflows::routes,
 ];
 
 /// The whole API, built from [`ALL`]: the router, what it documents, and who may call what.

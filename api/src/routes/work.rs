@@ -28,10 +28,9 @@ use uuid::Uuid;
 
 use crate::auth::{user_id, Caller};
 use crate::error::ApiError;
-use crate::extract::{path_id, ApiJson, CommandDone};
+use crate::extract::{idempotency_key, path_id, ApiJson, CommandDone};
 use crate::permissions::{ADMINS, OPERATORS, OPERATORS_AND_SYSTEM};
 use crate::AppState;
-use commands::notifications::IDEMPOTENCY_HEADER;
 
 use super::{routes, Routes};
 
@@ -58,30 +57,11 @@ pub fn routes() -> Routes {
         .route(OPERATORS, routes!(close_case))
 }
 
-/// The longest idempotency key accepted.
-const MAX_KEY_CHARS: usize = 128;
-
 fn invalid(e: ValueError) -> ApiError {
     ApiError::InvalidField {
         field: e.field,
         reason: e.reason,
     }
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_CHARS)
-        .ok_or(ApiError::InvalidField {
-            field: "idempotency-key",
-            reason: format!("give 1 to {MAX_KEY_CHARS} visible ASCII characters"),
-        })?;
-    Ok(Some(key.to_owned()))
 }
 
 async fn user_exists(state: &AppState, username: &Username) -> Result<bool, ApiError> {

@@ -25,7 +25,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::workflow::{RunCommand, RunError, StepStatus, WorkflowRun};
-use domain::workqueue::queue::Queue;
+use domain::workqueue::department::{Department, DepartmentError};
+use domain::workqueue::queue::{
+    Capacity, Distribution, EscalationPolicy, Queue, QueueConfig, QueueError, SlaPolicy,
+};
 use domain::Aggregate;
 use eventstore::event::Metadata;
 use serde_json::json;
@@ -35,7 +38,7 @@ use uuid::Uuid;
 use super::kinds::{AttemptContext, StepOutcome};
 use super::{runs, WorkflowError, WorkflowRefusal, Workflows};
 use crate::error::CommandError;
-use crate::workqueue::{NewTask, WorkQueues};
+use crate::workqueue::{NewTask, WorkQueueError, WorkQueueRefusal, WorkQueues};
 
 /// How long a claim of work done outside the run's transaction keeps others off it.
 const CHECK_LEASE: Duration = Duration::from_secs(30);
@@ -112,6 +115,52 @@ impl Executor {
             work,
             settings,
             slots,
+        }
+    }
+
+    /// Makes sure the interventions queue exists, in a department of its own, so that the
+    /// first incident on a fresh install has somewhere to go. Racing servers are fine: the
+    /// loser is refused as a name already taken, which is what it wanted.
+    pub async fn prepare(&self) -> Result<(), WorkQueueError> {
+        let metadata = Metadata::by("workflow:executor");
+        let department_id = Department::stream_id(INTERVENTIONS_DEPARTMENT);
+        match self
+            .work
+            .create_department(
+                INTERVENTIONS_DEPARTMENT,
+                "Workflow operations",
+                None,
+                &metadata,
+            )
+            .await
+        {
+            Ok(_)
+            | Err(CommandError::Rejected(WorkQueueRefusal::Department(
+                DepartmentError::CodeTaken { .. },
+            ))) => {}
+            Err(e) => return Err(e),
+        }
+        let config = QueueConfig {
+            department_id,
+            capacity: Capacity {
+                per_user: 100,
+                total: None,
+            },
+            sla: SlaPolicy::standard(),
+            escalation: EscalationPolicy::standard(),
+            distribution: Distribution::Pull,
+            groups: Vec::new(),
+        };
+        match self
+            .work
+            .create_queue(&self.settings.interventions_queue, config, &metadata)
+            .await
+        {
+            Ok(_)
+            | Err(CommandError::Rejected(WorkQueueRefusal::Queue(QueueError::NameTaken {
+                ..
+            }))) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -435,6 +484,9 @@ impl Executor {
         )
     }
 }
+
+/// The department the interventions queue is created in when it does not exist.
+const INTERVENTIONS_DEPARTMENT: &str = "WORKFLOW-OPS";
 
 /// Namespace of incident task ids (v5 of run, step and attempt count).
 const INCIDENT_NAMESPACE: Uuid = Uuid::from_u128(0x3ae9_5c07_d1b4_4f26_8e0d_71c2_9b5f_a640);

@@ -9,12 +9,15 @@
 //!   model and the route, against the candidates query alone.
 //! - [`claim`]: claim-next with concurrent claimers against a bare `FOR UPDATE SKIP LOCKED`
 //!   claim loop on an equally indexed table.
+//! - [`workflows`]: the workflow executor driving 5-step diamonds of `http` steps (runs/s,
+//!   steps/s, dispatch latency) against one durable row per step completion (`pgbench`).
 
 pub mod allocation;
 pub mod append;
 pub mod claim;
 pub mod projections;
 pub mod scan;
+pub mod workflows;
 
 use std::time::Duration;
 

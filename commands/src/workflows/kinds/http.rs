@@ -60,8 +60,10 @@ impl StepKind for Http {
     }
 
     fn lease(&self, timeout_secs: Option<u64>) -> Duration {
-        // The call cannot outlive its timeout; the margin covers recording the result.
-        Duration::from_secs(timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS) + 15)
+        // The call cannot outlive its timeout; the margin covers recording the result. A lease
+        // that runs out while its executor still lives only costs a duplicate call the
+        // receiver can de-duplicate by (run, step).
+        Duration::from_secs(timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS) + 5)
     }
 
     fn start<'a>(&'a self, attempt: &'a AttemptContext) -> BoxFuture<'a, StepOutcome> {
