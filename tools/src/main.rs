@@ -110,10 +110,11 @@ enum BenchCommand {
     /// (runs/s, steps/s, dispatch latency p50/p99) against `pgbench` writing one row per step
     /// completion. Uses (and recreates) the database `caseledger_bench_workflows`.
     Workflows {
-        #[arg(long, default_value_t = 1000)]
-        runs_per_sample: usize,
         #[arg(long, default_value_t = 16)]
         starters: usize,
+        /// Attempts the executor runs at once (the server's CASELEDGER_WORKFLOW_CONCURRENCY).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
         #[arg(long, default_value_t = 3)]
@@ -256,16 +257,16 @@ async fn bench(db: &Database, command: BenchCommand) -> anyhow::Result<()> {
             bench::claim::run(db, &opts).await
         }
         BenchCommand::Workflows {
-            runs_per_sample,
             starters,
+            concurrency,
             seconds,
             runs,
         } => {
             let opts = bench::workflows::WorkflowsBench {
-                runs_per_sample: runs_per_sample.max(1),
                 starters: starters.max(1),
                 seconds,
                 runs: runs.max(1),
+                concurrency: concurrency.max(1),
             };
             bench::workflows::run(db, &opts).await
         }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::workflow::{RunCommand, RunError, StepStatus, WorkflowRun};
+use domain::workflow::{RunCommand, RunError, StepDef, StepStatus, WorkflowRun};
 use domain::workqueue::department::{Department, DepartmentError};
 use domain::workqueue::queue::{
     Capacity, Distribution, EscalationPolicy, Queue, QueueConfig, QueueError, SlaPolicy,
@@ -32,13 +32,20 @@ use domain::workqueue::queue::{
 use domain::Aggregate;
 use eventstore::event::Metadata;
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::kinds::{AttemptContext, StepOutcome};
 use super::{runs, WorkflowError, WorkflowRefusal, Workflows};
 use crate::error::CommandError;
 use crate::workqueue::{NewTask, WorkQueueError, WorkQueueRefusal, WorkQueues};
+
+/// Claim loops per executor: a claim is a few round trips, so one loop would leave the slots
+/// idle while it waits on the database.
+const CLAIM_LOOPS: usize = 4;
+
+/// How long the first claim loop lets wake-ups gather before it looks again.
+const WAKE_DEBOUNCE: Duration = Duration::from_millis(2);
 
 /// How long a claim of work done outside the run's transaction keeps others off it.
 const CHECK_LEASE: Duration = Duration::from_secs(30);
@@ -164,12 +171,27 @@ impl Executor {
         }
     }
 
-    /// Runs until the task is aborted.
+    /// Runs until the task is aborted: [`CLAIM_LOOPS`] claim loops sharing this executor's
+    /// attempt slots.
+    ///
+    /// Only the first loop answers the store's wake-ups (every append in this process, most of
+    /// them the executor's own reports, which start what they made ready themselves); a loop
+    /// that finds work wakes one idle sibling, so the loops fan out only while there is a
+    /// backlog. A fruitless look is one cheap statement, not a transaction.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move { self.run().await })
+        tokio::spawn(async move {
+            let loops = CLAIM_LOOPS.min(self.settings.concurrency.max(1));
+            let idle = Arc::new(Notify::new());
+            let mut set = tokio::task::JoinSet::new();
+            for n in 0..loops {
+                set.spawn(self.clone().claim_loop(n == 0, idle.clone()));
+            }
+            // Aborting this task drops the set, which aborts the loops.
+            while set.join_next().await.is_some() {}
+        })
     }
 
-    async fn run(self) {
+    async fn claim_loop(self, first: bool, idle: Arc<Notify>) {
         let mut woken = self.workflows.store().wakeup().subscribe();
         loop {
             woken.borrow_and_update();
@@ -178,6 +200,7 @@ impl Executor {
             };
             match self.claim().await {
                 Ok(Some(work)) => {
+                    idle.notify_one();
                     let this = self.clone();
                     tokio::spawn(async move {
                         this.perform(work).await;
@@ -186,8 +209,15 @@ impl Executor {
                 }
                 Ok(None) => {
                     drop(permit);
-                    let _ =
-                        tokio::time::timeout(self.settings.poll_interval, woken.changed()).await;
+                    let poll = self.settings.poll_interval;
+                    if first {
+                        if tokio::time::timeout(poll, woken.changed()).await.is_ok() {
+                            // Let the wake-ups of a burst of appends arrive as one.
+                            tokio::time::sleep(WAKE_DEBOUNCE).await;
+                        }
+                    } else {
+                        let _ = tokio::time::timeout(poll, idle.notified()).await;
+                    }
                 }
                 Err(e) => {
                     drop(permit);
@@ -213,6 +243,15 @@ impl Executor {
     async fn claim(&self) -> Result<Option<Work>, WorkflowError> {
         let store = self.workflows.store();
         let now = self.workflows.clock().now();
+        // Most looks find nothing: ask without a transaction first.
+        let due: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM wf_runnable WHERE due_at <= $1 LIMIT 1")
+                .bind(now)
+                .fetch_optional(store.pool())
+                .await?;
+        if due.is_none() {
+            return Ok(None);
+        }
         let mut tx = store.pool().begin().await?;
         let row: Option<(Uuid, String)> = sqlx::query_as(
             "SELECT r.run_id, r.slot FROM wf_runnable r JOIN wf_runs w ON w.run_id = r.run_id \
@@ -228,7 +267,8 @@ impl Executor {
         let Some((run_id, slot)) = row else {
             return Ok(None);
         };
-        let (version, run) = runs::lock(store, &mut tx, run_id, false).await?;
+        let (version, run) =
+            runs::lock(store, &mut tx, run_id, false, self.workflows.cache()).await?;
         let metadata = Metadata::by(format!("workflow:{}", run.key));
         let until = now + chrono::Duration::from_std(CHECK_LEASE).unwrap_or_default();
         if let Some(task) = slot.strip_prefix("withdraw:") {
@@ -253,20 +293,13 @@ impl Executor {
             .get(&slot)
             .map(|s| s.status.clone())
             .unwrap_or_default();
-        let context = |attempt: u32, run: &WorkflowRun| {
-            Box::new(AttemptContext {
-                run_id,
-                key: run.key.clone(),
-                step: slot.clone(),
-                attempt,
-                idempotency_key: format!("{run_id}:{slot}:{attempt}"),
-                config: def.config.clone(),
-                timeout_secs: def.timeout_secs,
-                context: run.context(),
-                now,
-            })
-        };
+        let context = |attempt: u32, run: &WorkflowRun| attempt_context(run, &def, attempt, now);
+        let mut committed = None;
         let work = match status {
+            // The row was read before the run's last command committed (the lock waits, the
+            // row does not): the run has moved on, and its rows say when to look again.
+            StepStatus::Ready { not_before, .. } if not_before > now => Work::Done,
+            StepStatus::Running { lease_until, .. } if lease_until > now => Work::Done,
             StepStatus::Ready { attempt, .. } => {
                 let lease = kind
                     .as_ref()
@@ -279,7 +312,9 @@ impl Executor {
                 let events = run.decide(&command, now)?;
                 let written =
                     runs::write(store, &mut tx, run_id, version, run, events, &metadata).await?;
-                Work::Attempt(context(attempt, &written.state), def.kind.clone())
+                let work = Work::Attempt(context(attempt, &written.state), def.kind.clone());
+                committed = Some(written);
+                work
             }
             StepStatus::Running { attempt, .. } => {
                 let command = RunCommand::Interrupt {
@@ -287,9 +322,11 @@ impl Executor {
                     attempt,
                     jitter: jitter(),
                 };
-                tracing::info!(%run_id, step = %slot, attempt, "workflow attempt interrupted: its lease ran out");
                 let events = run.decide(&command, now)?;
-                runs::write(store, &mut tx, run_id, version, run, events, &metadata).await?;
+                tracing::info!(%run_id, step = %slot, attempt, "workflow attempt interrupted: its lease ran out");
+                committed = Some(
+                    runs::write(store, &mut tx, run_id, version, run, events, &metadata).await?,
+                );
                 Work::Done
             }
             StepStatus::Waiting {
@@ -317,6 +354,9 @@ impl Executor {
             }
         };
         tx.commit().await?;
+        if let Some(written) = &committed {
+            self.workflows.cache().remember(written);
+        }
         Ok(Some(work))
     }
 
@@ -375,6 +415,11 @@ impl Executor {
 
     /// Records an attempt's outcome. A report the run no longer wants (the run ended, or the
     /// attempt was replaced after its lease ran out) is dropped.
+    ///
+    /// In the same transaction, the steps the outcome made ready start at once while this
+    /// server has free slots and the run is under its parallelism: their `AttemptStarted`
+    /// events go with the outcome's, and their attempts run here. This spares each such step a
+    /// claim transaction and the wait for one; the rest are claimed as usual.
     async fn report(
         &self,
         attempt: &AttemptContext,
@@ -401,11 +446,83 @@ impl Executor {
             },
         };
         let metadata = Metadata::by(format!("workflow:{}", attempt.key));
-        ignore_stale(
-            self.workflows
-                .run_command(attempt.run_id, &command, &metadata, false)
-                .await,
+        let store = self.workflows.store();
+        let now = self.workflows.clock().now();
+        let mut tx = store.pool().begin().await?;
+        let (version, run) = runs::lock(
+            store,
+            &mut tx,
+            attempt.run_id,
+            false,
+            self.workflows.cache(),
         )
+        .await?;
+        let mut events = match run.decide(&command, now) {
+            Ok(events) => events,
+            Err(e) => return ignore_stale::<()>(Err(WorkflowError::from(e))),
+        };
+        let mut state = events.iter().fold(run.clone(), |s, e| s.evolve(e));
+        let mut begun = Vec::new();
+        for (slot, def) in state.ready_now(now) {
+            if state.attempts_running() >= self.settings.run_parallelism {
+                break;
+            }
+            let Some(kind) = self.workflows.kinds().get(&def.kind) else {
+                continue;
+            };
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let lease_until =
+                now + chrono::Duration::from_std(kind.lease(def.timeout_secs)).unwrap_or_default();
+            let started = state.decide(
+                &RunCommand::BeginAttempt {
+                    step: slot.clone(),
+                    lease_until,
+                },
+                now,
+            )?;
+            state = started.iter().fold(state, |s, e| s.evolve(e));
+            events.extend(started);
+            let number = state
+                .step_states
+                .get(&slot)
+                .and_then(|s| s.attempts.last())
+                .map_or(1, |a| a.number);
+            begun.push((attempt_context(&state, &def, number, now), def.kind, permit));
+        }
+        let written = runs::write(
+            store,
+            &mut tx,
+            attempt.run_id,
+            version,
+            run,
+            events,
+            &metadata,
+        )
+        .await?;
+        tx.commit().await?;
+        self.workflows.cache().remember(&written);
+        for (context, kind, permit) in begun {
+            tokio::spawn(self.clone().attempt_owned(context, kind, permit));
+        }
+        Ok(())
+    }
+
+    /// An attempt begun by a report, run with the slot it took; boxed, because running it
+    /// reports again (and may begin more).
+    fn attempt_owned(
+        self,
+        context: Box<AttemptContext>,
+        kind: String,
+        permit: OwnedSemaphorePermit,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.attempt(&context, &kind).await {
+                tracing::warn!(error = %e, "workflow executor: could not record a step's result; its row comes due again");
+            }
+            drop(permit);
+        })
     }
 
     async fn open_incident(&self, run: &WorkflowRun, step: &str) -> Result<(), WorkflowError> {
@@ -528,4 +645,25 @@ async fn postpone(
         .execute(tx)
         .await?;
     Ok(())
+}
+
+/// What an attempt of `def` (number `attempt`) gets to work with, from the run's state.
+fn attempt_context(
+    run: &WorkflowRun,
+    def: &StepDef,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> Box<AttemptContext> {
+    let run_id = run.run_id.unwrap_or_default();
+    Box::new(AttemptContext {
+        run_id,
+        key: run.key.clone(),
+        step: def.id.clone(),
+        attempt,
+        idempotency_key: format!("{run_id}:{}:{attempt}", def.id),
+        config: def.config.clone(),
+        timeout_secs: def.timeout_secs,
+        context: run.context(),
+        now,
+    })
 }

@@ -22,6 +22,7 @@ use domain::workflow::definition::{DefinitionCommand, Located, Registered};
 use domain::workflow::{
     Definition, DefinitionError, RunCommand, RunError, WorkflowDefinition, WorkflowRun,
 };
+use domain::Aggregate;
 use eventstore::event::Metadata;
 use eventstore::store::EventStore;
 use serde_json::{json, Value};
@@ -37,7 +38,7 @@ pub mod kinds;
 pub mod runs;
 
 pub use executor::{Executor, ExecutorSettings};
-pub use runs::RunWritten;
+pub use runs::{RunCache, RunWritten};
 
 /// Namespace of definition stream ids (v5 of the key).
 const DEFINITION_NAMESPACE: Uuid = Uuid::from_u128(0x9d4f_37a1_1c2e_4b85_a6f0_2e71_d83c_5a19);
@@ -132,6 +133,9 @@ pub struct Workflows {
     clock: Arc<dyn Clock>,
     definitions: CommandHandler<WorkflowDefinition>,
     kinds: kinds::Kinds,
+    /// Runs as this process last wrote them, so that the executor's many small commands on a
+    /// run skip re-reading its stream.
+    cache: runs::RunCache,
 }
 
 impl std::fmt::Debug for Workflows {
@@ -149,7 +153,12 @@ impl Workflows {
             store,
             clock,
             kinds,
+            cache: runs::RunCache::default(),
         }
+    }
+
+    pub(crate) fn cache(&self) -> &runs::RunCache {
+        &self.cache
     }
 
     pub fn store(&self) -> &EventStore {
@@ -379,17 +388,24 @@ impl Workflows {
         create: bool,
     ) -> Result<RunWritten, WorkflowError> {
         let mut tx = self.store.pool().begin().await?;
-        let written = runs::decide_locked(
+        let (version, state) =
+            runs::lock(&self.store, &mut tx, run_id, create, &self.cache).await?;
+        if !create && !state.exists() {
+            return Err(RunError::NotFound.into());
+        }
+        let events = state.decide(command, self.clock.now())?;
+        let written = runs::write(
             &self.store,
             &mut tx,
             run_id,
-            command,
+            version,
+            state,
+            events,
             metadata,
-            self.clock.now(),
-            create,
         )
         .await?;
         tx.commit().await?;
+        self.cache.remember(&written);
         Ok(written)
     }
 }

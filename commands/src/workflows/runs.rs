@@ -7,9 +7,12 @@
 //! changed are written: a row that a finished task made due is left as it is until the run
 //! itself moves that step on.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use chrono::{DateTime, Utc};
 use domain::workflow::run::Runnable;
-use domain::workflow::{RunCommand, RunError, RunEvent, WorkflowRun};
+use domain::workflow::{RunError, RunEvent, WorkflowRun};
 use domain::Aggregate;
 use eventstore::codec;
 use eventstore::cursor::Cursor;
@@ -62,13 +65,50 @@ fn fold(recorded: &[eventstore::RecordedEvent]) -> Result<(u64, WorkflowRun), Wo
     Ok((version, state))
 }
 
-/// Locks the run's row and reads the run under the lock. `create`: make the row first (a
-/// start); otherwise a run without a row does not exist.
+/// Runs as this process last committed them. Under the run's lock, the row's `version` says
+/// whether the cached state is still the stream's (every write to a run stream goes through
+/// [`write`], which sets it in the same transaction); when it is, the command skips reading
+/// and folding the stream. Entries are added only after their transaction committed, so a
+/// rolled-back write never leaves a state behind.
+#[derive(Debug, Default)]
+pub struct RunCache {
+    runs: Mutex<HashMap<Uuid, (u64, WorkflowRun)>>,
+}
+
+/// Most runs cached; past it the cache starts over (runs in flight re-read their streams once).
+const CACHE_LIMIT: usize = 10_000;
+
+impl RunCache {
+    fn get(&self, run_id: Uuid, version: u64) -> Option<WorkflowRun> {
+        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.get(&run_id)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, run)| run.clone())
+    }
+
+    /// Records a committed state; a finished run is dropped, as nothing drives it any more.
+    pub fn remember(&self, written: &RunWritten) {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if written.state.status.is_finished() {
+            runs.remove(&written.run_id);
+            return;
+        }
+        if runs.len() >= CACHE_LIMIT {
+            runs.clear();
+        }
+        runs.insert(written.run_id, (written.version, written.state.clone()));
+    }
+}
+
+/// Locks the run's row and reads the run under the lock (from `cache` when it holds the
+/// locked version). `create`: make the row first (a start); otherwise a run without a row
+/// does not exist.
 pub async fn lock(
     store: &EventStore,
     conn: &mut PgConnection,
     run_id: Uuid,
     create: bool,
+    cache: &RunCache,
 ) -> Result<(u64, WorkflowRun), WorkflowError> {
     if create {
         sqlx::query(
@@ -84,30 +124,15 @@ pub async fn lock(
             .bind(run_id)
             .fetch_optional(&mut *conn)
             .await?;
-    if locked.is_none() {
+    let Some(locked) = locked else {
         return Err(RunError::NotFound.into());
+    };
+    let locked = u64::try_from(locked).unwrap_or_default();
+    if let Some(run) = cache.get(run_id, locked) {
+        return Ok((locked, run));
     }
     let recorded = store.read_stream_in(conn, run_id).await?;
     fold(&recorded)
-}
-
-/// Locks the run, decides `command` at `now`, and writes the events and rows on `conn` (the
-/// caller commits).
-pub async fn decide_locked(
-    store: &EventStore,
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    command: &RunCommand,
-    metadata: &Metadata,
-    now: DateTime<Utc>,
-    create: bool,
-) -> Result<RunWritten, WorkflowError> {
-    let (version, state) = lock(store, conn, run_id, create).await?;
-    if !create && !state.exists() {
-        return Err(RunError::NotFound.into());
-    }
-    let events = state.decide(command, now)?;
-    write(store, conn, run_id, version, state, events, metadata).await
 }
 
 /// Appends `events` decided on `state` at `version`, and updates the run's rows.
@@ -168,24 +193,32 @@ pub async fn write(
     })
 }
 
-/// Writes the rows whose derivation changed and deletes the ones that are gone.
+/// Writes the rows whose derivation changed and deletes the ones that are gone: one
+/// statement each, whatever the number of rows.
 async fn sync_rows(
     conn: &mut PgConnection,
     run_id: Uuid,
     before: &[Runnable],
     after: &[Runnable],
 ) -> Result<(), sqlx::Error> {
-    for gone in before
+    let gone: Vec<&str> = before
         .iter()
         .filter(|b| !after.iter().any(|a| a.slot == b.slot))
-    {
-        sqlx::query("DELETE FROM wf_runnable WHERE run_id = $1 AND slot = $2")
+        .map(|b| b.slot.as_str())
+        .collect();
+    if !gone.is_empty() {
+        sqlx::query("DELETE FROM wf_runnable WHERE run_id = $1 AND slot = ANY($2)")
             .bind(run_id)
-            .bind(&gone.slot)
+            .bind(&gone)
             .execute(&mut *conn)
             .await?;
     }
-    for row in after.iter().filter(|a| !before.contains(a)) {
+    let changed: Vec<&Runnable> = after.iter().filter(|a| !before.contains(a)).collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let mut due = Vec::with_capacity(changed.len());
+    for row in &changed {
         let mut due_at = row.due_at;
         if let Some(task_id) = row.task_id {
             // The task may have finished before this wait was written (its command found no
@@ -200,17 +233,23 @@ async fn sync_rows(
                 due_at = Some(DateTime::<Utc>::UNIX_EPOCH);
             }
         }
-        sqlx::query(
-            "INSERT INTO wf_runnable (run_id, slot, due_at, running, task_id) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (run_id, slot) DO UPDATE SET due_at = $3, running = $4, task_id = $5",
-        )
-        .bind(run_id)
-        .bind(&row.slot)
-        .bind(due_at)
-        .bind(row.running)
-        .bind(row.task_id)
-        .execute(&mut *conn)
-        .await?;
+        due.push(due_at);
     }
+    let slots: Vec<&str> = changed.iter().map(|r| r.slot.as_str()).collect();
+    let running: Vec<bool> = changed.iter().map(|r| r.running).collect();
+    let tasks: Vec<Option<Uuid>> = changed.iter().map(|r| r.task_id).collect();
+    sqlx::query(
+        "INSERT INTO wf_runnable (run_id, slot, due_at, running, task_id) \
+         SELECT $1, * FROM unnest($2::text[], $3::timestamptz[], $4::boolean[], $5::uuid[]) \
+         ON CONFLICT (run_id, slot) DO UPDATE \
+         SET due_at = excluded.due_at, running = excluded.running, task_id = excluded.task_id",
+    )
+    .bind(run_id)
+    .bind(&slots)
+    .bind(&due)
+    .bind(&running)
+    .bind(&tasks)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }

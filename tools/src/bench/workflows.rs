@@ -6,26 +6,30 @@
 //! depending on `a`), then `e` (depending on all three). In each of `runs` runs, interleaved so
 //! that both share the machine's conditions:
 //!
-//! - **baseline**: `pgbench` with `starters` clients for `seconds`, each transaction one
-//!   `INSERT` of a step-completion row (run id, step, time) into a plain table: one durable row
-//!   per step completion in its own transaction. Its transactions per second are steps/s.
-//! - **engine**: `starters` tasks start `runs_per_sample` runs between them through
-//!   [`Workflows::start`]; one executor (the server's defaults: 16 attempts at once, 4 per run)
-//!   drives them; the run ends when the last run has completed. Runs/s and steps/s are over the
-//!   wall time from the first start to the last completion. **Dispatch latency** is, per step
+//! - **baselines**: `pgbench` for `seconds`, each transaction one `INSERT` of a step-completion
+//!   row (run id, step, time) into a plain table: one durable row per step completion in its
+//!   own transaction. Once with one client (the issue's "bare loop") and once with `starters`
+//!   clients (the engine's concurrency, so PostgreSQL's group commit helps it as it helps the
+//!   engine). Their transactions per second are steps/s.
+//! - **engine**: `starters` closed loops for `seconds`, each starting a run through
+//!   [`Workflows::start`] and waiting for it to complete before starting the next; one executor
+//!   (`concurrency` attempts at once, 16 by default as in the server; 4 per run) drives them. Runs/s and steps/s
+//!   are completed runs (times 5) over the wall time. **Dispatch latency** is, per step
 //!   with dependencies, the time from its last dependency's `AttemptSucceeded` to its own
 //!   `AttemptStarted`, read from the events' own times.
 //!
 //! The summary gives medians over runs and the ratio engine steps/s / baseline steps/s.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use api::db::Database;
@@ -57,14 +61,14 @@ const BASELINE_SCRIPT: &str =
 /// Settings of one benchmark invocation.
 #[derive(Debug, Clone)]
 pub struct WorkflowsBench {
-    /// Runs started per engine sample.
-    pub runs_per_sample: usize,
     /// Concurrent starters (and pgbench clients).
     pub starters: usize,
-    /// How long each baseline sample runs.
+    /// How long each baseline and engine sample runs.
     pub seconds: f64,
     /// Samples; medians are taken over them.
     pub runs: usize,
+    /// Attempts the executor runs at once (`CASELEDGER_WORKFLOW_CONCURRENCY`).
+    pub concurrency: usize,
 }
 
 /// One engine sample.
@@ -113,30 +117,42 @@ pub async fn run(db: &Database, opts: &WorkflowsBench) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("registering the diamond: {e}"))?;
     let wakeups = store.spawn_wakeups();
-    let executor = Executor::new(workflows.clone(), work, ExecutorSettings::default()).spawn();
+    let settings = ExecutorSettings {
+        concurrency: opts.concurrency,
+        ..ExecutorSettings::default()
+    };
+    let executor = Executor::new(workflows.clone(), work, settings).spawn();
 
     println!(
-        "workflows: {} runs of a 5-step http diamond per sample, {} starters; baseline pgbench {} clients x {} s; {} runs",
-        opts.runs_per_sample, opts.starters, opts.starters, opts.seconds, opts.runs
+        "workflows: 5-step http diamonds, {} closed-loop starters x {} s, executor concurrency {}; baseline pgbench {} clients x {} s; {} runs",
+        opts.starters, opts.seconds, opts.concurrency, opts.starters, opts.seconds, opts.runs
     );
+    let mut loops = Vec::new();
     let mut baselines = Vec::new();
     let mut samples = Vec::new();
     for run in 1..=opts.runs {
+        let one = pgbench(db, 1, opts.seconds).await?;
+        println!("  run {run}: baseline, 1 client    {one:>8.0} steps/s");
         let baseline = pgbench(db, opts.starters, opts.seconds).await?;
-        println!("  run {run}: baseline  {baseline:>8.0} steps/s");
+        println!(
+            "  run {run}: baseline, {} clients   {baseline:>8.0} steps/s",
+            opts.starters
+        );
         let sample = engine(&workflows, &pool, opts).await?;
         let mut sorted = sample.dispatch.clone();
         sorted.sort();
         println!(
-            "  run {run}: engine    {:>8.0} steps/s  {:>6.1} runs/s  dispatch p50 {:>6.2} ms  p99 {:>6.2} ms  ({} runs in {:.2} s)  engine/baseline {:.1} %",
+            "  run {run}: engine              {:>8.0} steps/s  {:>6.1} runs/s  dispatch p50 {:>6.2} ms  p99 {:>6.2} ms  ({} runs in {:.2} s)  engine/baseline {:.1} % and {:.1} %",
             sample.steps_per_sec(),
             sample.runs_per_sec(),
             ms(percentile(&sorted, 0.50)),
             ms(percentile(&sorted, 0.99)),
             sample.runs,
             sample.elapsed.as_secs_f64(),
+            100.0 * sample.steps_per_sec() / one.max(1e-9),
             100.0 * sample.steps_per_sec() / baseline.max(1e-9)
         );
+        loops.push(one);
         baselines.push(baseline);
         samples.push(sample);
     }
@@ -144,11 +160,20 @@ pub async fn run(db: &Database, opts: &WorkflowsBench) -> anyhow::Result<()> {
     wakeups.abort();
     drop(receiver);
 
-    let ratios: Vec<f64> = samples
-        .iter()
-        .zip(&baselines)
-        .map(|(s, b)| 100.0 * s.steps_per_sec() / b.max(1e-9))
-        .collect();
+    let ratio = |floor: &[f64]| -> Vec<f64> {
+        samples
+            .iter()
+            .zip(floor)
+            .map(|(s, b)| 100.0 * s.steps_per_sec() / b.max(1e-9))
+            .collect()
+    };
+    let (ratios_one, ratios) = (ratio(&loops), ratio(&baselines));
+    let listed = |rs: &[f64]| {
+        rs.iter()
+            .map(|r| format!("{r:.1} %"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let p = |q: f64| {
         median(
             samples
@@ -163,55 +188,99 @@ pub async fn run(db: &Database, opts: &WorkflowsBench) -> anyhow::Result<()> {
     };
     println!("summary (medians of {} runs):", opts.runs);
     println!(
-        "  baseline (one INSERT per step completion, own transaction)  {:>8.0} steps/s",
+        "  baseline, 1 client (one INSERT per step completion, own transaction)  {:>8.0} steps/s",
+        median(loops.clone())
+    );
+    println!(
+        "  baseline, {:>2} clients                                                {:>8.0} steps/s",
+        opts.starters,
         median(baselines.clone())
     );
     println!(
-        "  engine                                                      {:>8.0} steps/s  {:>6.1} runs/s  dispatch p50 {:.2} ms  p99 {:.2} ms",
+        "  engine                                                                {:>8.0} steps/s  {:>6.1} runs/s  dispatch p50 {:.2} ms  p99 {:.2} ms",
         median(samples.iter().map(EngineSample::steps_per_sec).collect()),
         median(samples.iter().map(EngineSample::runs_per_sec).collect()),
         p(0.50),
         p(0.99)
     );
     println!(
-        "  engine / baseline: {:.1} % (runs: {})",
+        "  engine / baseline, 1 client: {:.1} % (runs: {})",
+        median(ratios_one.clone()),
+        listed(&ratios_one)
+    );
+    println!(
+        "  engine / baseline, {} clients: {:.1} % (runs: {})",
+        opts.starters,
         median(ratios.clone()),
-        ratios
-            .iter()
-            .map(|r| format!("{r:.1} %"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        listed(&ratios)
     );
     pool.close().await;
     drop_database(db, DATABASE).await
 }
 
-/// Starts `runs_per_sample` runs from `starters` tasks and waits for all of them to complete.
+/// `starters` closed loops for `seconds`: each starts a run, waits for it to complete, and
+/// starts the next. One watcher polls the write side's `wf_runs` for the runs in flight and
+/// tells their starters (polling from every starter would load the database it measures).
 async fn engine(
     workflows: &Arc<Workflows>,
     pool: &PgPool,
     opts: &WorkflowsBench,
 ) -> anyhow::Result<EngineSample> {
-    let ids: Arc<Vec<Uuid>> = Arc::new((0..opts.runs_per_sample).map(|_| Uuid::new_v4()).collect());
-    let next = Arc::new(AtomicUsize::new(0));
+    type Waiters = Arc<Mutex<HashMap<Uuid, oneshot::Sender<String>>>>;
+    let waiters: Waiters = Arc::default();
+    let watching = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let (pool, waiters, watching) = (pool.clone(), waiters.clone(), watching.clone());
+        tokio::spawn(async move {
+            while watching.load(Ordering::Relaxed) {
+                let ids: Vec<Uuid> = waiters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .copied()
+                    .collect();
+                if !ids.is_empty() {
+                    let ended: Vec<(Uuid, String)> = sqlx::query_as(
+                        "SELECT run_id, status FROM wf_runs WHERE run_id = ANY($1) AND status <> 'running'",
+                    )
+                    .bind(&ids)
+                    .fetch_all(&pool)
+                    .await?;
+                    let mut waiters = waiters.lock().unwrap_or_else(|e| e.into_inner());
+                    for (run_id, status) in ended {
+                        if let Some(tx) = waiters.remove(&run_id) {
+                            let _ = tx.send(status);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            anyhow::Ok(())
+        })
+    };
     let began = Instant::now();
+    let until = began + Duration::from_secs_f64(opts.seconds);
     let mut starters = Vec::new();
-    for _ in 0..opts.starters.max(1) {
-        let (workflows, ids, next) = (workflows.clone(), ids.clone(), next.clone());
+    for starter in 0..opts.starters.max(1) {
+        let (workflows, waiters) = (workflows.clone(), waiters.clone());
         starters.push(tokio::spawn(async move {
             let metadata = Metadata::by("bench");
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(run_id) = ids.get(i) else {
-                    return anyhow::Ok(());
-                };
+            let mut finished = Vec::new();
+            let mut i = 0;
+            while Instant::now() < until {
+                let run_id = Uuid::new_v4();
+                let (tx, rx) = oneshot::channel();
+                waiters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(run_id, tx);
                 workflows
                     .start(
                         NewRun {
-                            run_id: *run_id,
+                            run_id,
                             key: "diamond".into(),
                             version: None,
-                            input: json!({ "i": i }),
+                            input: json!({ "starter": starter, "i": i }),
                             business_key: None,
                             by: "bench".into(),
                         },
@@ -219,32 +288,23 @@ async fn engine(
                     )
                     .await
                     .map_err(|e| anyhow::anyhow!("starting a run: {e}"))?;
+                let status = tokio::time::timeout(Duration::from_secs(120), rx)
+                    .await
+                    .context("a run did not end within 2 minutes")??;
+                anyhow::ensure!(status == "completed", "run {run_id} ended {status}");
+                finished.push(run_id);
+                i += 1;
             }
+            anyhow::Ok(finished)
         }));
     }
+    let mut ids = Vec::new();
     for starter in starters {
-        starter.await??;
-    }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let (ended, failed): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status <> 'running'), count(*) FILTER (WHERE status <> 'completed' AND status <> 'running') \
-             FROM wf_runs WHERE run_id = ANY($1)",
-        )
-        .bind(ids.as_slice())
-        .fetch_one(pool)
-        .await?;
-        anyhow::ensure!(failed == 0, "{failed} runs did not complete");
-        if ended as usize == ids.len() {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "runs did not finish in 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        ids.extend(starter.await??);
     }
     let elapsed = began.elapsed();
+    watching.store(false, Ordering::Relaxed);
+    watcher.await??;
     Ok(EngineSample {
         runs: ids.len(),
         elapsed,
@@ -262,8 +322,7 @@ async fn dispatch_latencies(pool: &PgPool, ids: &[Uuid]) -> anyhow::Result<Vec<D
     .bind(ids)
     .fetch_all(pool)
     .await?;
-    let mut by_run: std::collections::HashMap<Uuid, Vec<(String, String, DateTime<Utc>)>> =
-        std::collections::HashMap::new();
+    let mut by_run: HashMap<Uuid, Vec<(String, String, DateTime<Utc>)>> = HashMap::new();
     for (run, kind, step, at) in rows {
         by_run.entry(run).or_default().push((kind, step, at));
     }
