@@ -471,16 +471,21 @@ async fn the_no_scheduler_variable_takes_one_and_zero_as_well_as_true_and_false(
     drop_database(&name).await
 }
 
-/// What the receiver of the crash test saw: each call's step and idempotency key, and which
-/// calls it answered.
+/// The secret the crash test's server signs `http` steps with.
+const STEP_SECRET: &str = "a-secret-of-sixteen-or-more";
+
+/// What the receiver of the crash test saw: each call's step and idempotency key, and how many
+/// calls came without a valid signature.
 #[derive(Clone, Default)]
 struct Received {
     calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    unsigned: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 async fn receive_slowly(
     axum::extract::State(received): axum::extract::State<Received>,
     headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> axum::Json<serde_json::Value> {
     let header = |name: &str| {
         headers
@@ -490,6 +495,13 @@ async fn receive_slowly(
             .to_owned()
     };
     let step = header("x-caseledger-step");
+    if header("x-caseledger-signature")
+        != commands::notifications::webhook::signature(STEP_SECRET.as_bytes(), &body)
+    {
+        received
+            .unsigned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     received
         .calls
         .lock()
@@ -518,7 +530,8 @@ async fn a_server_killed_during_an_http_step_is_resumed_by_the_next_and_each_ste
     });
 
     let port = free_port()?;
-    let (mut first, token) = serve_as_boss(&url, port, &[]).await?;
+    let signed = [("CASELEDGER_WORKFLOW_HTTP_SECRET", STEP_SECRET)];
+    let (mut first, token) = serve_as_boss(&url, port, &signed).await?;
     let client = reqwest::Client::new();
     let api = |path: &str| format!("http://127.0.0.1:{port}{path}");
     let step = |id: &str, after: &[&str]| {
@@ -563,7 +576,7 @@ async fn a_server_killed_during_an_http_step_is_resumed_by_the_next_and_each_ste
     first.0.wait()?;
 
     // A new server resumes the run from the log once the dead attempt's lease runs out.
-    let (_second, token) = serve_as_boss(&url, port, &[]).await?;
+    let (_second, token) = serve_as_boss(&url, port, &signed).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let run = loop {
         let run: serde_json::Value = client
@@ -617,6 +630,11 @@ async fn a_server_killed_during_an_http_step_is_resumed_by_the_next_and_each_ste
         "the interrupted attempt is retried under a new key"
     );
     assert_eq!(keys_of("last"), [format!("{run_id}:last:1")]);
+    assert_eq!(
+        received.unsigned.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "every call carries the HMAC signature of its body"
+    );
 
     let pool = sqlx::PgPool::connect(&url).await?;
     let succeeded: Vec<(String, i64)> = sqlx::query_as(

@@ -904,6 +904,58 @@ async fn a_signal_step_waits_for_its_signal_and_signals_nobody_waits_for_are_ref
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_wait_step_holds_the_run_until_its_timer_fires(pool: PgPool) -> anyhow::Result<()> {
+    let app = app(pool).await?;
+    let receiver = Receiver::start().await?;
+    registered(
+        &app,
+        json!({"key": "cooling-off", "name": "Cooling off", "steps": [
+            {"id": "pause", "kind": "wait", "config": {"seconds": 1}},
+            {"id": "until", "kind": "wait", "depends_on": ["pause"],
+             "config": {"until_pointer": "/input/not_before"}},
+            http_step("after", &["until"], &receiver.url("ok")),
+        ]}),
+    )
+    .await?;
+    let run_id = start(
+        &app,
+        "cooling-off",
+        json!({"not_before": "2020-01-01T00:00:00Z"}),
+    )
+    .await?;
+    let waiting = run_until(&app, &run_id, "its timer", |r| {
+        step(r, "pause")["status"] == "waiting"
+    })
+    .await?;
+    assert_eq!(step(&waiting, "pause")["on"]["for"], "timer", "{waiting:#}");
+    assert!(
+        receiver.hits().is_empty(),
+        "nothing after the timer runs before it fires"
+    );
+    let done = run_ended(&app, &run_id).await?;
+    assert_eq!(done["status"], "completed", "{done:#}");
+    let pause = step(&done, "pause");
+    let started = chrono::DateTime::parse_from_rfc3339(
+        pause["attempts"][0]["started_at"]
+            .as_str()
+            .unwrap_or_default(),
+    )?;
+    let ended =
+        chrono::DateTime::parse_from_rfc3339(pause["ended_at"].as_str().unwrap_or_default())?;
+    assert!(
+        ended - started >= chrono::Duration::seconds(1),
+        "the timer held the step a second: {pause}"
+    );
+    assert_eq!(
+        step(&done, "until")["status"],
+        "succeeded",
+        "a time already past goes at once"
+    );
+    assert_eq!(receiver.hits_of("after").len(), 1);
+    Ok(())
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_run_keeps_the_version_it_started_with_after_a_new_version_is_registered(
     pool: PgPool,
 ) -> anyhow::Result<()> {
