@@ -112,3 +112,17 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>
         })?;
     Ok(Some(key.to_owned()))
 }
+
+/// The id of what a creating request makes: with an `Idempotency-Key`, the same id for every
+/// retry by the same `scope` (the caller, and whatever else the key is unique within), so a
+/// retry lands on what the first request created; without one, a fresh id.
+pub fn id_for_request(
+    headers: &axum::http::HeaderMap,
+    namespace: &uuid::Uuid,
+    scope: &str,
+) -> Result<uuid::Uuid, ApiError> {
+    Ok(match idempotency_key(headers)? {
+        Some(key) => uuid::Uuid::new_v5(namespace, format!("{scope}\n{key}").as_bytes()),
+        None => uuid::Uuid::new_v4(),
+    })
+}

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::auth::{user_id, Caller};
 use crate::error::ApiError;
-use crate::extract::{idempotency_key, path_id, ApiJson, CommandDone};
+use crate::extract::{id_for_request, idempotency_key, path_id, ApiJson, CommandDone};
 use crate::permissions::{ADMINS, OPERATORS, OPERATORS_AND_SYSTEM};
 use crate::AppState;
 
@@ -440,13 +440,7 @@ pub(crate) async fn create_task(
 ) -> Result<(StatusCode, Json<TaskDone>), ApiError> {
     let priority = Priority::new(body.priority).map_err(invalid)?;
     let groups = parse_groups("groups", &body.groups).map_err(invalid)?;
-    let task_id = match idempotency_key(&headers)? {
-        Some(key) => Uuid::new_v5(
-            &TASK_KEY_NAMESPACE,
-            format!("{}\n{key}", caller.username).as_bytes(),
-        ),
-        None => Uuid::new_v4(),
-    };
+    let task_id = id_for_request(&headers, &TASK_KEY_NAMESPACE, &caller.username)?;
     let written = state
         .work
         .create_task(

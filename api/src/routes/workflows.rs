@@ -11,10 +11,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use commands::workflows::{NewRun, RunWritten};
+use commands::workflows::{NewRun, RunWritten, WorkflowError};
 use domain::workflow::definition::Registered;
 use domain::workflow::run::StepState;
-use domain::workflow::{Definition, WorkflowRun};
+use domain::workflow::{Definition, DefinitionError, WorkflowRun};
 use eventstore::Metadata;
 use projections::workflows::{self as model, DefinitionRow, RunFilter, RunPage, StepStats};
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ use crate::as_of::{self, AsOf, AsOfQuery};
 use crate::auth::Caller;
 use crate::consistency::wait_for_cursor;
 use crate::error::ApiError;
-use crate::extract::{idempotency_key, path_id, query, ApiJson};
+use crate::extract::{id_for_request, path_id, query, ApiJson};
 use crate::permissions::{ADMINS, OPERATORS_AND_SYSTEM, READERS};
 use crate::AppState;
 
@@ -77,21 +77,17 @@ pub(crate) async fn register(
     Extension(caller): Extension<Caller>,
     ApiJson(definition): ApiJson<Definition>,
 ) -> Result<(StatusCode, Json<WorkflowRegistered>), ApiError> {
-    let (registered, cursor) = state
+    let (definitions, cursor) = state
         .workflows
         .register(definition, &metadata(&caller))
         .await?;
-    let active = state
-        .workflows
-        .definition(&registered.definition.key)
-        .await?
-        .active;
+    let version = definitions.latest().map_or(0, |r| r.version);
     Ok((
         StatusCode::CREATED,
         Json(WorkflowRegistered {
-            key: registered.definition.key,
-            version: registered.version,
-            active,
+            key: definitions.key.unwrap_or_default(),
+            version,
+            active: definitions.active,
             cursor: cursor.map(|c| c.to_string()),
         }),
     ))
@@ -156,29 +152,22 @@ pub(crate) async fn show(
     let key = text_path(path)?;
     let q = query(q)?;
     let definitions = state.workflows.definition(&key).await?;
-    let latest = definitions.versions.len();
-    let version = q.version.map_or(latest, |v| v as usize);
+    let latest = definitions.latest().map_or(0, |r| r.version);
     let Registered {
         version,
         definition,
         registered_by,
         registered_at,
-    } = version
-        .checked_sub(1)
-        .and_then(|i| definitions.versions.get(i))
-        .cloned()
-        .ok_or_else(|| {
-            commands::workflows::WorkflowError::from(
-                domain::workflow::DefinitionError::VersionNotFound {
-                    key: key.clone(),
-                    version: q.version.unwrap_or_default(),
-                },
-            )
-        })?;
+    } = definitions.version(q.version).cloned().ok_or_else(|| {
+        WorkflowError::from(DefinitionError::VersionNotFound {
+            key: key.clone(),
+            version: q.version.unwrap_or_default(),
+        })
+    })?;
     Ok(Json(DefinitionView {
         key,
         version,
-        latest_version: u32::try_from(latest).unwrap_or(u32::MAX),
+        latest_version: latest,
         active: definitions.active,
         registered_by,
         registered_at,
@@ -299,13 +288,11 @@ pub(crate) async fn start(
             reason: format!("give 1 to {MAX_TEXT} characters, or leave it out"),
         });
     }
-    let run_id = match idempotency_key(&headers)? {
-        Some(idempotency) => Uuid::new_v5(
-            &RUN_KEY_NAMESPACE,
-            format!("{}\n{key}\n{idempotency}", caller.username).as_bytes(),
-        ),
-        None => Uuid::new_v4(),
-    };
+    let run_id = id_for_request(
+        &headers,
+        &RUN_KEY_NAMESPACE,
+        &format!("{}\n{key}", caller.username),
+    )?;
     let written = state
         .workflows
         .start(

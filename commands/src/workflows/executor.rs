@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::workflow::{RunCommand, RunError, StepDef, StepStatus, WorkflowRun};
+use domain::workflow::{RunCommand, RunError, RunEvent, StepDef, StepStatus, WorkflowRun};
 use domain::workqueue::department::{Department, DepartmentError};
 use domain::workqueue::queue::{
     Capacity, Distribution, EscalationPolicy, Queue, QueueConfig, QueueError, SlaPolicy,
@@ -43,6 +43,9 @@ use crate::workqueue::{NewTask, WorkQueueError, WorkQueueRefusal, WorkQueues};
 /// Claim loops per executor: a claim is a few round trips, so one loop would leave the slots
 /// idle while it waits on the database.
 const CLAIM_LOOPS: usize = 4;
+
+/// The lease of an attempt of a kind this server does not know (it fails at once).
+const UNKNOWN_KIND_LEASE: Duration = Duration::from_secs(60);
 
 /// How long the first claim loop lets wake-ups gather before it looks again.
 const WAKE_DEBOUNCE: Duration = Duration::from_millis(2);
@@ -287,7 +290,6 @@ impl Executor {
             tx.commit().await?;
             return Ok(Some(Work::Done));
         };
-        let kind = self.workflows.kinds().get(&def.kind).cloned();
         let status = run
             .step_states
             .get(&slot)
@@ -300,21 +302,12 @@ impl Executor {
             // row does not): the run has moved on, and its rows say when to look again.
             StepStatus::Ready { not_before, .. } if not_before > now => Work::Done,
             StepStatus::Running { lease_until, .. } if lease_until > now => Work::Done,
-            StepStatus::Ready { attempt, .. } => {
-                let lease = kind
-                    .as_ref()
-                    .map_or(Duration::from_secs(60), |k| k.lease(def.timeout_secs));
-                let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
-                let command = RunCommand::BeginAttempt {
-                    step: slot.clone(),
-                    lease_until,
-                };
-                let events = run.decide(&command, now)?;
-                let written =
-                    runs::write(store, &mut tx, run_id, version, run, events, &metadata).await?;
-                let work = Work::Attempt(context(attempt, &written.state), def.kind.clone());
-                committed = Some(written);
-                work
+            StepStatus::Ready { .. } => {
+                let (events, attempt) = self.begin(&run, &def, now)?;
+                committed = Some(
+                    runs::write(store, &mut tx, run_id, version, run, events, &metadata).await?,
+                );
+                Work::Attempt(attempt, def.kind.clone())
             }
             StepStatus::Running { attempt, .. } => {
                 let command = RunCommand::Interrupt {
@@ -413,6 +406,36 @@ impl Executor {
         }
     }
 
+    /// Decides the start of `def`'s next attempt on `run`, leased for as long as its kind says:
+    /// the events, and what the attempt works with.
+    fn begin(
+        &self,
+        run: &WorkflowRun,
+        def: &StepDef,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<RunEvent>, Box<AttemptContext>), RunError> {
+        let lease = self
+            .workflows
+            .kinds()
+            .get(&def.kind)
+            .map_or(UNKNOWN_KIND_LEASE, |k| k.lease(def.timeout_secs));
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        let command = RunCommand::BeginAttempt {
+            step: def.id.clone(),
+            lease_until,
+        };
+        let events = run.decide(&command, now)?;
+        let number = events
+            .iter()
+            .find_map(|e| match e {
+                RunEvent::AttemptStarted { attempt, .. } => Some(*attempt),
+                _ => None,
+            })
+            .unwrap_or(1);
+        // Starting an attempt changes no output: the run's context is the same before and after.
+        Ok((events, attempt_context(run, def, number, now)))
+    }
+
     /// Records an attempt's outcome. A report the run no longer wants (the run ended, or the
     /// attempt was replaced after its lease ran out) is dropped.
     ///
@@ -463,33 +486,20 @@ impl Executor {
         };
         let mut state = events.iter().fold(run.clone(), |s, e| s.evolve(e));
         let mut begun = Vec::new();
-        for (slot, def) in state.ready_now(now) {
+        for def in state.ready_now(now) {
             if state.attempts_running() >= self.settings.run_parallelism {
                 break;
             }
-            let Some(kind) = self.workflows.kinds().get(&def.kind) else {
+            if self.workflows.kinds().get(&def.kind).is_none() {
                 continue;
-            };
+            }
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                 break;
             };
-            let lease_until =
-                now + chrono::Duration::from_std(kind.lease(def.timeout_secs)).unwrap_or_default();
-            let started = state.decide(
-                &RunCommand::BeginAttempt {
-                    step: slot.clone(),
-                    lease_until,
-                },
-                now,
-            )?;
+            let (started, context) = self.begin(&state, &def, now)?;
             state = started.iter().fold(state, |s, e| s.evolve(e));
             events.extend(started);
-            let number = state
-                .step_states
-                .get(&slot)
-                .and_then(|s| s.attempts.last())
-                .map_or(1, |a| a.number);
-            begun.push((attempt_context(&state, &def, number, now), def.kind, permit));
+            begun.push((context, def.kind, permit));
         }
         let written = runs::write(
             store,

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use domain::refusal::{fields, ErrorKind, Refusal};
-use domain::workflow::definition::{DefinitionCommand, Located, Registered};
+use domain::workflow::definition::{DefinitionCommand, Located};
 use domain::workflow::{
     Definition, DefinitionError, RunCommand, RunError, WorkflowDefinition, WorkflowRun,
 };
@@ -179,12 +179,12 @@ impl Workflows {
     }
 
     /// Registers `definition` as its key's next version, after checking each step's kind and
-    /// config and the input schema. Answers the version registered.
+    /// config and the input schema. Answers the key's versions (the new one last).
     pub async fn register(
         &self,
         definition: Definition,
         metadata: &Metadata,
-    ) -> Result<(Registered, Option<eventstore::Cursor>), WorkflowError> {
+    ) -> Result<(WorkflowDefinition, Option<eventstore::Cursor>), WorkflowError> {
         let located = |e: DefinitionError| -> WorkflowError {
             CommandError::Rejected(e.located(&definition).into())
         };
@@ -207,26 +207,12 @@ impl Workflows {
             jsonschema::validator_for(schema)
                 .map_err(|e| located(DefinitionError::BadInputSchema(e.to_string())))?;
         }
-        let stream = Self::definition_stream(&definition.key);
+        let key = definition.key.clone();
         let command = DefinitionCommand::Register {
-            definition: definition.clone(),
+            definition,
             by: metadata.actor.clone(),
         };
-        let outcome = self
-            .definitions
-            .handle(stream, &command, metadata)
-            .await
-            .map_err(|e| e.map_rejected(WorkflowRefusal::from))?;
-        let (_, state) = self
-            .definitions
-            .load_at_version(stream, outcome.version)
-            .await
-            .map_err(|e| e.map_rejected(WorkflowRefusal::from))?;
-        let registered = state
-            .latest()
-            .cloned()
-            .ok_or_else(|| DefinitionError::NotFound(definition.key.clone()))?;
-        Ok((registered, outcome.cursor))
+        self.definition_command(&key, &command, metadata).await
     }
 
     /// Allows (`true`) or stops (`false`) new runs of a key; running runs go on.
@@ -236,8 +222,7 @@ impl Workflows {
         active: bool,
         metadata: &Metadata,
     ) -> Result<(WorkflowDefinition, Option<eventstore::Cursor>), WorkflowError> {
-        let by = metadata.actor.clone();
-        let key = key.to_owned();
+        let (key, by) = (key.to_owned(), metadata.actor.clone());
         let command = if active {
             DefinitionCommand::Activate {
                 key: key.clone(),
@@ -249,13 +234,28 @@ impl Workflows {
                 by,
             }
         };
-        let stream = Self::definition_stream(&key);
+        self.definition_command(&key, &command, metadata).await
+    }
+
+    /// Handles a command on a key's definitions and answers the key's versions as the command
+    /// left them (folded once, at the version it wrote).
+    async fn definition_command(
+        &self,
+        key: &str,
+        command: &DefinitionCommand,
+        metadata: &Metadata,
+    ) -> Result<(WorkflowDefinition, Option<eventstore::Cursor>), WorkflowError> {
+        let stream = Self::definition_stream(key);
         let outcome = self
             .definitions
-            .handle(stream, &command, metadata)
+            .handle(stream, command, metadata)
             .await
             .map_err(|e| e.map_rejected(WorkflowRefusal::from))?;
-        let state = self.definition(&key).await?;
+        let (_, state) = self
+            .definitions
+            .load_at_version(stream, outcome.version)
+            .await
+            .map_err(|e| e.map_rejected(WorkflowRefusal::from))?;
         Ok((state, outcome.cursor))
     }
 

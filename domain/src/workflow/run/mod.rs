@@ -188,9 +188,8 @@ impl WorkflowRun {
         self.run_id.is_some()
     }
 
-    /// Steps that may start at `now` (ready, their backoff passed), in definition order, with
-    /// their definitions.
-    pub fn ready_now(&self, now: DateTime<Utc>) -> Vec<(String, StepDef)> {
+    /// The steps that may start at `now` (ready, their backoff passed), in definition order.
+    pub fn ready_now(&self, now: DateTime<Utc>) -> Vec<StepDef> {
         self.steps
             .iter()
             .filter(|def| {
@@ -199,7 +198,7 @@ impl WorkflowRun {
                     Some(StepStatus::Ready { not_before, .. }) if *not_before <= now
                 )
             })
-            .map(|def| (def.id.clone(), def.clone()))
+            .cloned()
             .collect()
     }
 
