@@ -95,6 +95,15 @@ pub struct Config {
     /// The first admin's email; `<username>@localhost` when not given.
     #[arg(long, env = "CASELEDGER_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
+    /// The ed25519 key that signs the log's hash-chain checkpoints (64 hex characters, the
+    /// seed), created with mode 0600 on first start if missing. Servers sharing a database
+    /// should share the key; auditors trust its public half (`caseledger audit public-key`).
+    #[arg(
+        long,
+        env = "CASELEDGER_AUDIT_KEY_FILE",
+        default_value = DEFAULT_AUDIT_KEY_FILE
+    )]
+    pub audit_key_file: Option<std::path::PathBuf>,
     /// Longest a query waits for its read model to reach a requested cursor. Not a flag: tests
     /// shorten or lengthen it.
     #[arg(skip = crate::consistency::WAIT_TIMEOUT)]
@@ -104,6 +113,9 @@ pub struct Config {
     #[arg(skip)]
     pub login_limit: Option<u32>,
 }
+
+/// Where the audit signing key lives unless configured: beside the working directory.
+pub const DEFAULT_AUDIT_KEY_FILE: &str = ".caseledger/audit-signing.key";
 
 /// The contact line of notifications unless configured.
 pub const DEFAULT_CONTACT: &str = "Contact the credentialing team for assistance.";
@@ -125,6 +137,9 @@ impl Default for Config {
             admin_username: None,
             admin_password: None,
             admin_email: None,
+            // No file: a key of its own for each state (tests, one-off commands that sign
+            // nothing). `serve` always has the file (clap's default).
+            audit_key_file: None,
             read_wait: crate::consistency::WAIT_TIMEOUT,
             login_limit: None,
         }
@@ -214,9 +229,19 @@ pub enum ConfigError {
     Channel(#[from] commands::notifications::ChannelConfigError),
     #[error("CASELEDGER_JOB_INTERVALS: {0}")]
     Jobs(#[from] commands::jobs::JobError),
+    #[error("CASELEDGER_AUDIT_KEY_FILE: {0}")]
+    AuditKey(#[from] commands::audit::AuditError),
 }
 
 impl Config {
+    /// The audit signing key: the configured file's (created if missing), or a fresh one.
+    pub fn audit_key(&self) -> Result<commands::audit::AuditKey, ConfigError> {
+        Ok(match &self.audit_key_file {
+            Some(path) => commands::audit::AuditKey::load_or_create(path)?,
+            None => commands::audit::AuditKey::generate(),
+        })
+    }
+
     /// Checks what no single value's parser can: returns every problem, not just the first.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();

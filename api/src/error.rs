@@ -316,6 +316,17 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<commands::audit::AuditError> for ApiError {
+    fn from(e: commands::audit::AuditError) -> Self {
+        use commands::audit::AuditError;
+        match e {
+            AuditError::Store(s) => ApiError::Store(s),
+            AuditError::Database(d) => ApiError::db(d),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
         match e {

@@ -77,6 +77,9 @@ pub struct AppState {
     pub executor: commands::workflows::Executor,
     /// Whether this process runs the workflow executor.
     pub executor_running: bool,
+    /// Signed checkpoints of the log's hash chain and its verification; `serve` runs the
+    /// sealer.
+    pub audit: std::sync::Arc<commands::audit::Audit>,
     /// Set when the server begins to shut down, so that endless responses (the SSE feed) end
     /// and graceful shutdown can finish.
     pub shutting_down: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
@@ -117,6 +120,11 @@ impl AppState {
             store.clone(),
             clock.clone(),
         ));
+        let audit = std::sync::Arc::new(commands::audit::Audit::new(
+            store.clone(),
+            std::sync::Arc::new(config.audit_key()?),
+            clock.clone(),
+        ));
         let job_deps = commands::jobs::JobDeps {
             pool: store.pool().clone(),
             credentialing: credentialing.clone(),
@@ -127,6 +135,7 @@ impl AppState {
                 config.notification_contact.clone(),
             )),
             work: work.clone(),
+            audit: audit.clone(),
         };
         let jobs = commands::jobs::JobRunner::new(
             store.pool().clone(),
@@ -172,6 +181,7 @@ impl AppState {
             workflows,
             executor,
             executor_running: !config.workflows.no_workflow_executor,
+            audit,
             shutting_down: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
         })
     }

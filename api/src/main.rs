@@ -1,4 +1,5 @@
-//! The `caseledger` command line: `serve`, `migrate`, `users create`, `projections ...`.
+//! The `caseledger` command line: `serve`, `migrate`, `users create`, `projections ...`,
+//! `audit ...`.
 //!
 //! [`Cli`] is the whole grammar; [`run`] resolves the database and hands each subcommand to a
 //! function of its own (the longer ones in `cli/`). Demo data and benchmarks are not here: they
@@ -23,10 +24,21 @@ use eventstore::EventStore;
     about = "Event-sourced backend for healthcare operations work"
 )]
 struct Cli {
-    /// PostgreSQL database to use; created at start if it does not exist. Without this flag:
-    /// `CASELEDGER_DATABASE_URL`, then `DATABASE_URL`, then the local default.
+    /// The admin (bootstrap) URL: creates the database and roles if missing and applies
+    /// migrations. Without this flag: `CASELEDGER_DATABASE_URL`, then `DATABASE_URL`, then the
+    /// local default (none when only --app-database-url is given).
     #[arg(long, env = "CASELEDGER_DATABASE_URL", global = true)]
     database_url: Option<String>,
+
+    /// What the server connects as: role `caseledger_app`, which can append to the log but not
+    /// rewrite it. Defaults to the admin URL with that user and no password.
+    #[arg(
+        long,
+        env = "CASELEDGER_APP_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    app_database_url: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -36,7 +48,8 @@ struct Cli {
 enum Command {
     /// Create the database if missing, apply migrations, and serve the HTTP API.
     Serve(Box<Config>),
-    /// Create the database if missing and apply migrations, then exit.
+    /// With the admin URL: create the database and roles if missing, apply migrations and
+    /// grant the server's role what it needs, then exit.
     Migrate,
     /// Manage users (the first admin, typically).
     #[command(subcommand)]
@@ -44,6 +57,41 @@ enum Command {
     /// Inspect, rebuild and verify read models.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// The log's hash chain: verify it, sign a checkpoint, export it, show the public key.
+    Audit {
+        /// The checkpoint signing key (as `serve` uses it).
+        #[arg(
+            long,
+            env = "CASELEDGER_AUDIT_KEY_FILE",
+            default_value = caseledger::config::DEFAULT_AUDIT_KEY_FILE
+        )]
+        key_file: std::path::PathBuf,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and check every signed checkpoint against this server's key;
+    /// names the first event that does not match and exits non-zero.
+    Verify {
+        /// Start at this event's cursor (e.g. `812-40`), trusting the chain before it.
+        #[arg(long)]
+        from: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the public half of the checkpoint signing key (hex), for auditors to trust.
+    PublicKey,
+    /// Sign and append a checkpoint of the chain's head now.
+    Checkpoint,
+    /// Write the sealed log as NDJSON to a file, for verification elsewhere (docs/audit.md).
+    Export {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,7 +140,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let db = Database::from_cli(cli.database_url)?;
+    let db = Database::from_cli(cli.database_url, cli.app_database_url)?;
     match cli.command {
         Command::Serve(config) => cli::serve::run(&db, &config).await,
         Command::Migrate => migrate(&db).await,
@@ -103,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             password,
         }) => create_user(&db, &username, &email, role, &password).await,
         Command::Projections(command) => projections(&db, command).await,
+        Command::Audit { key_file, command } => audit(&db, key_file, command).await,
     }
 }
 
@@ -142,6 +191,34 @@ async fn create_user(
     result?;
     println!("created {role} {username}");
     Ok(())
+}
+
+async fn audit(
+    db: &Database,
+    key_file: std::path::PathBuf,
+    command: AuditCommand,
+) -> anyhow::Result<()> {
+    // `public-key` needs no database: it reads (or makes) the key only.
+    if matches!(command, AuditCommand::PublicKey) {
+        let key = commands::audit::AuditKey::load_or_create(&key_file)?;
+        println!("{}", key.public_hex());
+        return Ok(());
+    }
+    let pool = db.prepare(4).await?;
+    let config = Config {
+        audit_key_file: Some(key_file),
+        ..Config::default()
+    };
+    let result = match AppState::new(
+        EventStore::new(pool.clone()),
+        Arc::new(commands::SystemClock),
+        &config,
+    ) {
+        Ok(state) => cli::audit::run(&state, command).await,
+        Err(e) => Err(e.into()),
+    };
+    pool.close().await;
+    result
 }
 
 async fn projections(db: &Database, command: ProjectionsCommand) -> anyhow::Result<()> {

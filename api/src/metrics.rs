@@ -45,6 +45,10 @@ pub struct Metrics {
     conflicts: Counter,
     lag_events: Family<ProjectionLabels, Gauge>,
     lag_seconds: Family<ProjectionLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// The last automatic verification of the log's hash chain: when (Unix seconds, 0 before
+    /// the first) and whether it passed (1) or found a problem (0).
+    audit_verified_at: Gauge,
+    audit_verified_ok: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -89,7 +93,21 @@ impl Default for Metrics {
             "Age of the oldest event a projection has not applied",
             lag_seconds.clone(),
         );
+        let audit_verified_at = Gauge::default();
+        let audit_verified_ok = Gauge::default();
+        registry.register(
+            "audit_last_verification_timestamp_seconds",
+            "When the last automatic verification of the log's hash chain finished (0: never)",
+            audit_verified_at.clone(),
+        );
+        registry.register(
+            "audit_last_verification_ok",
+            "1 when the last verification of the log's hash chain passed, 0 when it found a problem",
+            audit_verified_ok.clone(),
+        );
         Self {
+            audit_verified_at,
+            audit_verified_ok,
             registry: Arc::new(registry),
             requests,
             latency,
@@ -141,6 +159,10 @@ pub async fn render(state: &AppState) -> Result<String, crate::error::ApiError> 
         };
         m.lag_events.get_or_create(&labels).set(status.lag_events);
         m.lag_seconds.get_or_create(&labels).set(status.lag_seconds);
+    }
+    if let Some(last) = commands::audit::last_verification(state.store.pool()).await? {
+        m.audit_verified_at.set(last.finished_at.timestamp());
+        m.audit_verified_ok.set(i64::from(last.ok));
     }
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &m.registry)

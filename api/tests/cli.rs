@@ -658,3 +658,53 @@ async fn a_server_killed_during_an_http_step_is_resumed_by_the_next_and_each_ste
     drop(_second);
     drop_database(&name).await
 }
+
+#[tokio::test]
+async fn with_only_the_application_url_commands_need_a_database_migrated_by_the_admin(
+) -> anyhow::Result<()> {
+    let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
+    let mut app_url = url::Url::parse(&url_for(&name)?)?;
+    app_url
+        .set_username("caseledger_app")
+        .map_err(|()| anyhow::anyhow!("no user"))?;
+    let status = |extra: &[(&str, String)]| -> anyhow::Result<std::process::Output> {
+        let mut command = Command::new(BIN);
+        command
+            .env_remove("CASELEDGER_DATABASE_URL")
+            .env_remove("DATABASE_URL")
+            .args(["projections", "status"]);
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        Ok(command.output()?)
+    };
+    // Created (as an admin would) but never migrated: a server holding only the application
+    // role's URL cannot migrate it, and says what to run.
+    let admin = sqlx::PgPool::connect(&url_for("postgres")?).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await?;
+    let refused = status(&[("CASELEDGER_APP_DATABASE_URL", app_url.to_string())])?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("caseledger migrate"), "{stderr}");
+
+    let migrated = Command::new(BIN)
+        .env_remove("CASELEDGER_DATABASE_URL")
+        .arg("migrate")
+        .env("DATABASE_URL", url_for(&name)?)
+        .output()?;
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let works = status(&[("CASELEDGER_APP_DATABASE_URL", app_url.to_string())])?;
+    assert!(
+        works.status.success(),
+        "{}",
+        String::from_utf8_lossy(&works.stderr)
+    );
+    admin.close().await;
+    drop_database(&name).await
+}

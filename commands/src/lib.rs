@@ -31,9 +31,13 @@
 //!   a shared schedule, a record of runs) and the server's jobs: renewal scan and expiry,
 //!   notification check, dispatch and retention, SLA escalation.
 //!
+//! - [`audit`]: the log's proof of itself: signed checkpoints of the hash chain (ed25519, the
+//!   key outside the database) and the verification that recomputes the chain and checks them.
+//!
 //! Services that need a read model (the jobs' candidate lists) use `projections`' queries
 //! only to suggest; every decision is taken from the write side.
 
+pub mod audit;
 pub mod clock;
 pub mod credentialing;
 pub mod error;

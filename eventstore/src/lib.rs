@@ -8,6 +8,8 @@
 //! - [`cursor`]: [`Cursor`], a reader's place in the global log, and why the read order is
 //!   `(transaction_id, position)` rather than position alone.
 //! - [`event`]: events as stored (JSON payloads with metadata) and the limits on them.
+//! - [`seal`]: the hash chain over the log: the sealer that follows the readable head, the
+//!   walk that recomputes it, and the export of what was hashed.
 //! - [`upcast`]: schema evolution on read.
 //! - [`wakeup`]: LISTEN/NOTIFY wake-ups for followers, with polling as the fallback.
 //! - [`codec`]: typed domain events to stored events and back.
@@ -18,6 +20,7 @@ pub mod codec;
 pub mod cursor;
 pub mod error;
 pub mod event;
+pub mod seal;
 pub mod store;
 pub mod upcast;
 pub mod wakeup;

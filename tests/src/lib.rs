@@ -150,12 +150,25 @@ impl Default for Options {
     }
 }
 
+/// A pool on the same database as the server's role, `caseledger_app`, as `caseledger serve`
+/// connects: every end-to-end test thereby also checks that the role's grants are enough.
+pub async fn as_app_role(pool: &PgPool) -> anyhow::Result<PgPool> {
+    let options = (*pool.connect_options())
+        .clone()
+        .username(api::db::APP_ROLE);
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(20)
+        .connect_with(options)
+        .await?)
+}
+
 /// Serves the application as `caseledger serve` would, on 127.0.0.1 with a random port.
 pub async fn spawn_app(pool: PgPool) -> anyhow::Result<TestApp> {
     spawn_app_with(pool, Options::default()).await
 }
 
 pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<TestApp> {
+    let pool = as_app_role(&pool).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
     let store = EventStore::new(pool);
@@ -180,7 +193,7 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<Te
     };
     // As `caseledger serve` does before serving.
     state.projector.create_tables().await?;
-    let mut tasks = vec![store.spawn_wakeups()];
+    let mut tasks = vec![store.spawn_wakeups(), state.audit.sealer().clone().spawn()];
     if options.projectors {
         tasks.extend(state.projector.spawn());
     }

@@ -50,8 +50,8 @@ async fn health_reports_a_reachable_database_and_the_head_cursor(
 async fn health_answers_503_problem_json_when_the_database_is_gone(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    let app = spawn_app(pool.clone()).await?;
-    pool.close().await;
+    let app = spawn_app(pool).await?;
+    app.store.pool().close().await;
     let response = app.client.get(app.url("/health")).send().await?;
     assert_eq!(response.status(), 503);
     assert_eq!(

@@ -147,7 +147,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let db = Database::from_cli(cli.database_url)?;
+    let db = Database::from_cli(cli.database_url, None)?;
     match cli.command {
         Command::Demo { seed } => demo(&db, seed).await,
         Command::Bench(command) => bench(&db, command).await,

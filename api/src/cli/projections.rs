@@ -109,7 +109,7 @@ pub async fn run(state: &AppState, command: ProjectionsCommand) -> anyhow::Resul
     Ok(())
 }
 
-fn progress_bar() -> indicatif::ProgressBar {
+pub(crate) fn progress_bar() -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
     let style = indicatif::ProgressStyle::with_template(
         "{bar:40} {pos}/{len} events  {per_sec}  eta {eta}",

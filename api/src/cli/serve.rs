@@ -1,5 +1,5 @@
 //! `caseledger serve`: check the configuration, prepare the database, build the state from the
-//! configuration, start the background tasks (wake-ups, projectors, scheduler, workflow executor), serve until
+//! configuration, start the background tasks (wake-ups, the log's sealer, projectors, scheduler, workflow executor), serve until
 //! Ctrl-C or SIGTERM, then stop them.
 
 use std::sync::Arc;
@@ -34,6 +34,7 @@ pub async fn run(db: &Database, config: &Config) -> anyhow::Result<()> {
         .context("creating the read-model tables")?;
     bootstrap_admin(&state, config).await?;
     let wakeups = state.store.spawn_wakeups();
+    let sealer = state.audit.sealer().clone().spawn();
     let projectors = state.projector.spawn();
     let scheduler = state
         .scheduler_running
@@ -70,6 +71,8 @@ pub async fn run(db: &Database, config: &Config) -> anyhow::Result<()> {
     if let Some(executor) = executor {
         executor.abort();
     }
+    // A sealing batch cut off here rolls back; the next sealer takes it again.
+    sealer.abort();
     wakeups.abort();
     pool.close().await;
     tracing::info!("stopped");

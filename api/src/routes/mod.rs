@@ -32,6 +32,7 @@
 
 pub mod admin;
 pub mod allocations;
+pub mod audit;
 pub mod auth;
 pub mod credentials;
 pub mod events;
@@ -68,6 +69,7 @@ pub const ALL: &[fn() -> Routes] = &[
     auth::routes,
     users::routes,
     events::routes,
+    audit::routes,
     streams::routes,
     admin::routes,
     physicians::routes,

@@ -28,6 +28,10 @@ pub(crate) struct Readiness {
     migrations: bool,
     /// Projections more than the threshold behind, failed or not running.
     lagging_projections: Vec<String>,
+    /// The last automatic verification of the log (the daily `audit-verify` job); `null`
+    /// before the first.
+    #[schema(value_type = Option<Object>)]
+    last_audit_verification: Option<commands::audit::LastVerification>,
 }
 
 #[utoipa::path(get, path = "/ready", tag = "operations",
@@ -66,11 +70,18 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
                 .map(|p| p.name().to_owned())
                 .collect(),
         };
+    // Shown, not a condition of readiness: a log that fails verification is a matter for
+    // auditors, and the server serves it the same either way.
+    let last_audit_verification = commands::audit::last_verification(pool)
+        .await
+        .ok()
+        .flatten();
     let readiness = Readiness {
         ready: database && migrations && lagging_projections.is_empty(),
         database,
         migrations,
         lagging_projections,
+        last_audit_verification,
     };
     if readiness.ready {
         return Json(readiness).into_response();

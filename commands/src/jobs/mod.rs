@@ -8,6 +8,8 @@
 //! - [`notifications`]: `notification-check` (daily) schedules expiry notifications;
 //!   `notification-dispatch` (every 5 minutes) delivers them by the notification service's
 //!   policy; `notification-retention` (weekly) drops old ones from the read model.
+//! - [`audit`]: `audit-checkpoint` (hourly) signs the hash chain's head; `audit-verify` (daily)
+//!   recomputes the chain and checks the checkpoints.
 //! - [`sla`]: `sla-escalation` (every minute) escalates overdue open or claimed tasks, one level
 //!   at a time by their queue's policy ([`crate::workqueue`]).
 //!
@@ -15,6 +17,7 @@
 //! aggregates, so a stale candidate list can cost a skipped item until the next run, never a
 //! duplicate or a wrong transition.
 
+pub mod audit;
 pub mod notifications;
 pub mod renewals;
 mod runner;
@@ -26,6 +29,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub use audit::{AuditCheckpoint, AuditVerify, AUDIT_CHECKPOINT, AUDIT_VERIFY};
 pub use notifications::{
     CheckReport, DispatchReport, NotificationCheck, NotificationDispatch, NotificationRetention,
     NOTIFICATION_CHECK, NOTIFICATION_DISPATCH, NOTIFICATION_RETENTION,
@@ -37,6 +41,7 @@ pub use renewals::{
 pub use runner::*;
 pub use sla::{SlaEscalation, SLA_ESCALATION};
 
+use crate::audit::Audit;
 use crate::credentialing::Credentialing;
 use crate::notifications::Notifications;
 use crate::workqueue::WorkQueues;
@@ -61,6 +66,8 @@ pub struct JobDeps {
     pub notifications: Arc<Notifications>,
     /// Work queues, for the SLA check.
     pub work: Arc<WorkQueues>,
+    /// Checkpoints and verification of the log's hash chain.
+    pub audit: Arc<Audit>,
 }
 
 /// Every job of the server.
@@ -79,6 +86,12 @@ pub fn all(deps: &JobDeps) -> Vec<Arc<dyn Job>> {
         Arc::new(NotificationRetention { deps: deps.clone() }),
         Arc::new(SlaEscalation {
             work: deps.work.clone(),
+        }),
+        Arc::new(AuditCheckpoint {
+            audit: deps.audit.clone(),
+        }),
+        Arc::new(AuditVerify {
+            audit: deps.audit.clone(),
         }),
     ]
 }

@@ -159,8 +159,7 @@ pub async fn run(db: &Database, opts: &ClaimBench) -> anyhow::Result<()> {
     anyhow::ensure!(opts.claimers > 0, "--claimers must be at least 1");
     anyhow::ensure!(opts.seconds > 0.0, "--seconds must be positive");
     let setup = fresh_database(db, DATABASE).await?;
-    let mut bench = db.clone();
-    bench.options = bench.options.clone().database(DATABASE);
+    let bench = db.with_database(DATABASE);
     // One pool for both scenarios: a connection per claimer.
     let pool = bench
         .connect(u32::try_from(opts.claimers).unwrap_or(u32::MAX))

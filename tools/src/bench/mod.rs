@@ -51,15 +51,28 @@ fn ms(d: Duration) -> f64 {
 /// Drops and recreates the benchmark database `name` on the configured server, migrated.
 async fn fresh_database(db: &Database, name: &str) -> anyhow::Result<PgPool> {
     drop_database(db, name).await?;
-    let mut bench = db.clone();
-    bench.options = bench.options.database(name);
-    Ok(bench.prepare(24).await?)
+    let bench = db.with_database(name);
+    let pool = bench.prepare(24).await?;
+    // The baselines make their own tables beside Caseledger's, as the server's role (so that
+    // both sides pay the same); in this throwaway database that role may create them.
+    let admin = PgPool::connect_with(bench.admin()?.clone())
+        .await
+        .context("connecting as the admin")?;
+    sqlx::query(&format!(
+        "GRANT CREATE ON SCHEMA public TO {}",
+        api::db::APP_ROLE
+    ))
+    .execute(&admin)
+    .await
+    .context("letting the benchmark create its baseline tables")?;
+    admin.close().await;
+    Ok(pool)
 }
 
 /// Drops a benchmark database, so that millions of rows do not linger (and keep autovacuum busy)
 /// after the run.
 async fn drop_database(db: &Database, name: &str) -> anyhow::Result<()> {
-    let admin = db.options.clone().database("postgres");
+    let admin = db.admin()?.clone().database("postgres");
     let pool = PgPool::connect_with(admin)
         .await
         .context("connecting to the postgres database")?;

@@ -352,7 +352,7 @@ async fn dispatch_latencies(pool: &PgPool, ids: &[Uuid]) -> anyhow::Result<Vec<D
 async fn pgbench(db: &Database, clients: usize, seconds: f64) -> anyhow::Result<f64> {
     let script = std::env::temp_dir().join(format!("caseledger-bench-{}.sql", Uuid::new_v4()));
     std::fs::write(&script, BASELINE_SCRIPT).context("writing the pgbench script")?;
-    let options = &db.options;
+    let options = db.admin()?;
     let mut command = std::process::Command::new("pgbench");
     command
         .args(["-n", "-M", "prepared", "-j", "2"])
