@@ -80,6 +80,9 @@ pub enum ApiError {
     /// A field that is present but not acceptable.
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
+    /// A query or path parameter holding text that cannot be stored or compared (a NUL).
+    #[error("{parameter}: text may not contain a NUL character")]
+    InvalidText { parameter: String },
     /// Anything else that went wrong on our side; logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -216,6 +219,11 @@ impl ApiError {
                 "invalid_field",
                 "Invalid request",
             ),
+            ApiError::InvalidText { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_text",
+                "Invalid request",
+            ),
             // The one malformed input the store names that is answered 400, like any other
             // bad query parameter.
             ApiError::Store(S::InvalidCursor { .. }) => {
@@ -248,6 +256,9 @@ impl ApiError {
             ApiError::Refused { details, .. } => problem.with_extensions(details),
             ApiError::InvalidField { field, .. } => {
                 problem.with_extensions(serde_json::json!({ "field": field }))
+            }
+            ApiError::InvalidText { parameter } => {
+                problem.with_extensions(serde_json::json!({ "parameter": parameter }))
             }
             _ => problem,
         }

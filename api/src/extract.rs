@@ -1,10 +1,13 @@
-//! Extractors whose rejections are problem documents, and the caller's address.
+//! Extractors whose rejections are problem documents, the caller's address, and the one check
+//! of text parameters every route gets ([`refuse_nul`]).
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -46,6 +49,41 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
                 .map(|ConnectInfo(addr)| addr.ip()),
         ))
     }
+}
+
+/// Answers 422 `invalid_text`, naming the parameter, when a query or path parameter holds a NUL
+/// character, before any handler runs. PostgreSQL cannot store or compare a NUL in text, so such
+/// a value handed to a query fails there as a server error (or, in a streamed export, cuts the
+/// stream); no value with one is meaningful anywhere in the API. Mounted as a route layer inside
+/// the permission guard, so the caller's access is checked first.
+pub async fn refuse_nul(request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if let Some(parameter) = nul_parameter(&mut parts).await {
+        return ApiError::InvalidText { parameter }.into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The first query or path parameter (by name) whose name or decoded value has a NUL.
+async fn nul_parameter(parts: &mut Parts) -> Option<String> {
+    let named = |name: &str| name.replace('\0', "\\0");
+    // A query that does not decode is left to the handler's own extractor to refuse.
+    if let Ok(axum::extract::Query(pairs)) =
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+    {
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Some(named(name));
+        }
+    }
+    let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
+    let found = params
+        .iter()
+        .find(|(_, value)| value.contains('\0'))
+        .map(|(name, _)| named(name));
+    found
 }
 
 /// A UUID path segment, with a 400 naming it when it is not one.

@@ -234,6 +234,7 @@ pub fn app(state: AppState) -> Router {
     let routes = api
         .router
         .layer(axum::Extension(document))
+        .route_layer(axum::middleware::from_fn(extract::refuse_nul))
         .route_layer(axum::middleware::from_fn_with_state(
             (state.clone(), table),
             permissions::guard,

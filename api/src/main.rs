@@ -1,5 +1,5 @@
-//! The `caseledger` command line: `serve`, `migrate`, `users create`, `projections ...`,
-//! `audit ...`.
+//! The `caseledger` command line: `serve`, `migrate`, `users create`, `users reactivate`,
+//! `projections ...`, `audit ...`.
 //!
 //! [`Cli`] is the whole grammar; [`run`] resolves the database and hands each subcommand to a
 //! function of its own (the longer ones in `cli/`). Demo data and benchmarks are not here: they
@@ -109,6 +109,12 @@ enum UsersCommand {
         #[arg(long, env = "CASELEDGER_PASSWORD", hide_env_values = true)]
         password: String,
     },
+    /// Let a deactivated user log in again, with the password they had (say, an admin who was
+    /// deactivated by mistake).
+    Reactivate {
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +156,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             role,
             password,
         }) => create_user(&db, &username, &email, role, &password).await,
+        Command::Users(UsersCommand::Reactivate { username }) => {
+            reactivate_user(&db, &username).await
+        }
         Command::Projections(command) => projections(&db, command).await,
         Command::Audit { key_file, command } => audit(&db, key_file, command).await,
     }
@@ -219,6 +228,23 @@ async fn audit(
     };
     pool.close().await;
     result
+}
+
+async fn reactivate_user(db: &Database, username: &str) -> anyhow::Result<()> {
+    let name = domain::user::Username::parse(username)?;
+    let pool = db.prepare(2).await?;
+    let result = match one_off_state(&pool) {
+        Ok(state) => state
+            .auth
+            .reactivate(&name, "cli")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}")),
+        Err(e) => Err(e),
+    };
+    pool.close().await;
+    result?;
+    println!("reactivated {username}");
+    Ok(())
 }
 
 async fn projections(db: &Database, command: ProjectionsCommand) -> anyhow::Result<()> {

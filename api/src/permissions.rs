@@ -67,8 +67,14 @@ impl Table {
         Self(entries)
     }
 
-    /// The entry for a method and route template.
+    /// The entry for a method and route template. HEAD is answered by the GET handler (axum
+    /// runs it and drops the body), so it has GET's access.
     pub fn access(&self, method: &Method, path: &str) -> Option<Access> {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         self.0
             .iter()
             .find(|e| e.method == method && e.path == path)
@@ -118,4 +124,20 @@ pub async fn guard(
         request.extensions_mut().insert::<Caller>(caller);
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_has_the_access_of_get_and_nothing_else_does() {
+        let table = Table::new(vec![Entry {
+            method: Method::GET,
+            path: "/events".to_owned(),
+            access: AUDITORS,
+        }]);
+        assert_eq!(table.access(&Method::HEAD, "/events"), Some(AUDITORS));
+        assert_eq!(table.access(&Method::POST, "/events"), None);
+    }
 }

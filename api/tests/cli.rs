@@ -198,6 +198,79 @@ async fn the_first_admin_is_created_from_the_command_line() -> anyhow::Result<()
     drop_database(&name).await
 }
 
+#[tokio::test]
+async fn a_deactivated_user_is_reactivated_from_the_command_line() -> anyhow::Result<()> {
+    let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
+    let url = url_for(&name)?;
+    let password = "Adm1n-password!";
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .env_remove("CASELEDGER_DATABASE_URL")
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("CASELEDGER_PASSWORD", password)
+            .output()
+    };
+    let created = run(&[
+        "users",
+        "create",
+        "--username",
+        "root",
+        "--email",
+        "root@example.org",
+        "--role",
+        "admin",
+    ])?;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let created = run(&[
+        "users",
+        "create",
+        "--username",
+        "sam",
+        "--email",
+        "sam@example.org",
+        "--role",
+        "staff",
+    ])?;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let pool = sqlx::PgPool::connect(&url).await?;
+    let users = || {
+        commands::users::Users::new(
+            eventstore::EventStore::new(pool.clone()),
+            std::sync::Arc::new(commands::SystemClock),
+        )
+    };
+    let sam = domain::user::Username::parse("sam")?;
+    users().deactivate(&sam, "test").await?;
+    assert!(users().login("sam", password, false, None).await.is_err());
+
+    let back = run(&["users", "reactivate", "--username", "sam"])?;
+    assert!(
+        back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&back.stderr)
+    );
+    assert!(String::from_utf8_lossy(&back.stdout).contains("reactivated sam"));
+    users().login("sam", password, false, None).await?;
+
+    let again = run(&["users", "reactivate", "--username", "sam"])?;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already active"));
+    let nobody = run(&["users", "reactivate", "--username", "nobody"])?;
+    assert!(!nobody.status.success());
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no such user"));
+    pool.close().await;
+    drop_database(&name).await
+}
+
 fn serve(url: &str, port: u16) -> anyhow::Result<Child> {
     Ok(Child(
         Command::new(BIN)

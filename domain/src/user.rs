@@ -3,8 +3,13 @@
 //! Password hashes are not part of this aggregate: events are kept for ever and auditors read
 //! them, so the hashes live in a credentials table beside the log, written in the same
 //! transaction as the event that records the registration or the change. Plain-text passwords
-//! are only checked against the rules by [`check_password_rules`]. Every failed login, lockout,
-//! unlock, role change and password change is an event, so security is auditable.
+//! are only checked against the rules by [`check_password_rules`]. Every failed login, failed
+//! password change, lockout, unlock, role change, password change, deactivation and reactivation
+//! is an event, so security is auditable.
+//!
+//! Whether a role change or a deactivation would leave nobody to administer the system depends on
+//! the other accounts, which this aggregate does not see: [`keeps_an_active_admin`] decides it
+//! from a count the application layer reads under a lock.
 
 use std::fmt;
 use std::str::FromStr;
@@ -159,6 +164,10 @@ pub enum UserError {
     Deactivated,
     #[error("the user already has role {role}")]
     SameRole { role: Role },
+    #[error("the account is already active")]
+    AlreadyActive,
+    #[error("this is the last active admin: make another user admin first")]
+    LastAdmin,
 }
 
 impl crate::refusal::Refusal for UserError {
@@ -168,7 +177,10 @@ impl crate::refusal::Refusal for UserError {
             UserError::InvalidUsername { .. }
             | UserError::UnknownRole { .. }
             | UserError::WeakPassword { .. } => K::Invalid,
-            UserError::AlreadyExists | UserError::SameRole { .. } => K::Conflict,
+            UserError::AlreadyExists
+            | UserError::SameRole { .. }
+            | UserError::AlreadyActive
+            | UserError::LastAdmin => K::Conflict,
             UserError::NotFound => K::NotFound,
             UserError::Locked { .. } | UserError::Deactivated => K::Forbidden,
         }
@@ -184,6 +196,8 @@ impl crate::refusal::Refusal for UserError {
             UserError::Locked { .. } => "account_locked",
             UserError::Deactivated => "account_deactivated",
             UserError::SameRole { .. } => "role_unchanged",
+            UserError::AlreadyActive => "already_active",
+            UserError::LastAdmin => "last_admin",
         }
     }
 }
@@ -195,7 +209,8 @@ pub struct Account {
     pub email: String,
     pub role: Role,
     pub active: bool,
-    /// Failed logins since the last success, lockout or unlock.
+    /// Failed logins and failed password changes since the last successful login, lockout or
+    /// unlock.
     pub failed_logins: u32,
     pub locked_until: Option<DateTime<Utc>>,
 }
@@ -203,6 +218,42 @@ pub struct Account {
 impl Account {
     pub fn is_locked(&self, now: DateTime<Utc>) -> bool {
         self.locked_until.is_some_and(|until| until > now)
+    }
+
+    /// Whether this account can administer the system: an admin, and active.
+    pub fn is_active_admin(&self) -> bool {
+        self.active && self.role == Role::Admin
+    }
+
+    /// A wrong password (at login, or as the current password of a password change): the
+    /// failure event `failed` makes of the new count, and the lock when that count reaches the
+    /// limit. A failure that raced a lock into place is still recorded, and counts, but the lock
+    /// that stands is not renewed.
+    fn wrong_password(&self, now: DateTime<Utc>, failed: fn(u32) -> UserEvent) -> Vec<UserEvent> {
+        let attempts = self.failed_logins + 1;
+        let mut events = vec![failed(attempts)];
+        if attempts >= MAX_FAILED_LOGINS && !self.is_locked(now) {
+            events.push(UserEvent::AccountLocked {
+                until: now + lockout_duration(),
+            });
+        }
+        events
+    }
+}
+
+/// Refuses a change that would leave no active admin: `before` and `after` are one account on
+/// either side of the change, `active_admins` how many active admins there are now, `before`
+/// included if it is one. Adding admins, and changes to other accounts, always pass.
+pub fn keeps_an_active_admin(
+    before: &Account,
+    after: &Account,
+    active_admins: u64,
+) -> Result<(), UserError> {
+    let removes_one = before.is_active_admin() && !after.is_active_admin();
+    if removes_one && active_admins <= 1 {
+        Err(UserError::LastAdmin)
+    } else {
+        Ok(())
     }
 }
 
@@ -221,8 +272,10 @@ pub enum UserCommand {
         email: String,
         role: Role,
     },
-    /// A login with a wrong password.
+    /// A login with a wrong password (or for a deactivated account: see `commands::users`).
     RecordFailedLogin,
+    /// A password change that gave a wrong current password.
+    RecordFailedPasswordChange,
     /// A login with the right password.
     RecordLogin,
     Unlock,
@@ -232,6 +285,8 @@ pub enum UserCommand {
     /// The credentials were replaced (the hash itself is stored outside the log).
     ChangePassword,
     Deactivate,
+    /// Lets a deactivated user log in again (with the password they had).
+    Reactivate,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,6 +311,11 @@ pub enum UserEvent {
     },
     PasswordChanged {},
     UserDeactivated {},
+    /// The current password given to a password change was wrong; counted like a failed login.
+    PasswordChangeFailed {
+        attempts: u32,
+    },
+    UserReactivated {},
 }
 
 impl Aggregate for User {
@@ -292,19 +352,10 @@ impl Aggregate for User {
         match command {
             C::Register { .. } => Err(UserError::AlreadyExists),
             C::RecordFailedLogin => {
-                if account.is_locked(now) {
-                    // Attempts against a locked account change nothing; the lock stands.
-                    return Ok(vec![]);
-                }
-                let attempts = account.failed_logins + 1;
-                let mut events = vec![UserEvent::LoginFailed { attempts }];
-                if attempts >= MAX_FAILED_LOGINS {
-                    events.push(UserEvent::AccountLocked {
-                        until: now + lockout_duration(),
-                    });
-                }
-                Ok(events)
+                Ok(account.wrong_password(now, |attempts| UserEvent::LoginFailed { attempts }))
             }
+            C::RecordFailedPasswordChange => Ok(account
+                .wrong_password(now, |attempts| UserEvent::PasswordChangeFailed { attempts })),
             C::RecordLogin => {
                 if !account.active {
                     Err(UserError::Deactivated)
@@ -314,6 +365,8 @@ impl Aggregate for User {
                     Ok(vec![UserEvent::LoggedIn {}])
                 }
             }
+            // Nothing to undo: an unlock of an open account would only clutter the record.
+            C::Unlock if !account.is_locked(now) => Ok(vec![]),
             C::Unlock => Ok(vec![UserEvent::AccountUnlocked {}]),
             C::ChangeRole { role } if *role == account.role => {
                 Err(UserError::SameRole { role: *role })
@@ -326,6 +379,8 @@ impl Aggregate for User {
             C::ChangePassword => Ok(vec![UserEvent::PasswordChanged {}]),
             C::Deactivate if !account.active => Err(UserError::Deactivated),
             C::Deactivate => Ok(vec![UserEvent::UserDeactivated {}]),
+            C::Reactivate if account.active => Err(UserError::AlreadyActive),
+            C::Reactivate => Ok(vec![UserEvent::UserReactivated {}]),
         }
     }
 
@@ -353,7 +408,9 @@ impl Aggregate for User {
         };
         match event {
             UserEvent::UserRegistered { .. } => {}
-            UserEvent::LoginFailed { attempts } => account.failed_logins = *attempts,
+            UserEvent::LoginFailed { attempts } | UserEvent::PasswordChangeFailed { attempts } => {
+                account.failed_logins = *attempts
+            }
             UserEvent::AccountLocked { until } => {
                 account.locked_until = Some(*until);
                 account.failed_logins = 0;
@@ -366,6 +423,7 @@ impl Aggregate for User {
             UserEvent::RoleChanged { to, .. } => account.role = *to,
             UserEvent::PasswordChanged {} => {}
             UserEvent::UserDeactivated {} => account.active = false,
+            UserEvent::UserReactivated {} => account.active = true,
         }
         User::Registered(account)
     }

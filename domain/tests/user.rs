@@ -4,7 +4,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use domain::testing::Spec;
-use domain::user::{Role, User, UserCommand, UserError, UserEvent, Username, MAX_FAILED_LOGINS};
+use domain::user::{
+    keeps_an_active_admin, Account, Role, User, UserCommand, UserError, UserEvent, Username,
+    MAX_FAILED_LOGINS,
+};
 
 /// `minute` minutes after the epoch.
 fn at(minute: i64) -> DateTime<Utc> {
@@ -74,6 +77,8 @@ fn commands_on_a_user_that_does_not_exist_find_nothing() {
         UserCommand::ChangeRole { role: Role::Admin },
         UserCommand::ChangePassword,
         UserCommand::Deactivate,
+        UserCommand::RecordFailedPasswordChange,
+        UserCommand::Reactivate,
     ] {
         User::given([])
             .when(command, at(0))
@@ -146,4 +151,122 @@ fn a_role_change_records_both_roles_and_refuses_the_same_role() {
         }]);
     user.when(UserCommand::ChangeRole { role: Role::Staff }, at(0))
         .then_err(UserError::SameRole { role: Role::Staff });
+}
+
+/// A registered user's past with `n` failed logins in a row and the lock they ended in.
+fn locked_until(minute: i64) -> Vec<UserEvent> {
+    let mut past = failed_logins(MAX_FAILED_LOGINS);
+    past.push(UserEvent::AccountLocked { until: at(minute) });
+    past
+}
+
+#[test]
+fn unlocking_an_account_that_is_not_locked_records_nothing() {
+    User::given([registered()])
+        .when(UserCommand::Unlock, at(0))
+        .case("never locked")
+        .then([]);
+    User::given(failed_logins(MAX_FAILED_LOGINS - 1))
+        .when(UserCommand::Unlock, at(0))
+        .case("failures below the limit")
+        .then([]);
+    User::given(locked_until(16))
+        .when(UserCommand::Unlock, at(16))
+        .case("a lock that has run out")
+        .then([]);
+}
+
+#[test]
+fn a_wrong_password_that_raced_the_lock_is_recorded_and_the_lock_stands_as_it_was() {
+    User::given(locked_until(16))
+        .when(UserCommand::RecordFailedLogin, at(1))
+        .then([UserEvent::LoginFailed { attempts: 1 }]);
+    let mut past = locked_until(16);
+    past.extend((1..MAX_FAILED_LOGINS).map(|attempts| UserEvent::LoginFailed { attempts }));
+    User::given(past)
+        .when(UserCommand::RecordFailedLogin, at(2))
+        .case("the limit reached again while locked")
+        .then([UserEvent::LoginFailed {
+            attempts: MAX_FAILED_LOGINS,
+        }]);
+}
+
+#[test]
+fn a_wrong_current_password_counts_like_a_failed_login_and_can_lock_the_account() {
+    User::given([registered()])
+        .when(UserCommand::RecordFailedPasswordChange, at(0))
+        .then([UserEvent::PasswordChangeFailed { attempts: 1 }]);
+    User::given(failed_logins(MAX_FAILED_LOGINS - 1))
+        .when(UserCommand::RecordFailedPasswordChange, at(1))
+        .then([
+            UserEvent::PasswordChangeFailed {
+                attempts: MAX_FAILED_LOGINS,
+            },
+            UserEvent::AccountLocked { until: at(16) },
+        ])
+        .and_when(UserCommand::RecordLogin, at(2))
+        .then_err(UserError::Locked { until: at(16) });
+}
+
+#[test]
+fn a_deactivated_user_can_be_reactivated_and_log_in_again() {
+    User::given([registered(), UserEvent::UserDeactivated {}])
+        .when(UserCommand::Reactivate, at(0))
+        .then([UserEvent::UserReactivated {}])
+        .and_when(UserCommand::RecordLogin, at(0))
+        .then([UserEvent::LoggedIn {}]);
+}
+
+#[test]
+fn reactivating_an_active_user_is_refused() {
+    User::given([registered()])
+        .when(UserCommand::Reactivate, at(0))
+        .then_err(UserError::AlreadyActive);
+}
+
+fn account(role: Role, active: bool) -> Account {
+    Account {
+        username: alice(),
+        email: "alice@example.org".into(),
+        role,
+        active,
+        failed_logins: 0,
+        locked_until: None,
+    }
+}
+
+#[test]
+fn the_last_active_admin_can_be_neither_demoted_nor_deactivated() {
+    let admin = account(Role::Admin, true);
+    for (change, after) in [
+        ("demoted", account(Role::Staff, true)),
+        ("deactivated", account(Role::Admin, false)),
+    ] {
+        assert_eq!(
+            keeps_an_active_admin(&admin, &after, 1),
+            Err(UserError::LastAdmin),
+            "{change}"
+        );
+        assert_eq!(
+            keeps_an_active_admin(&admin, &after, 2),
+            Ok(()),
+            "{change} with another admin left"
+        );
+    }
+}
+
+#[test]
+fn changes_that_remove_no_active_admin_pass_whatever_the_count() {
+    for (before, after) in [
+        (account(Role::Staff, true), account(Role::Viewer, true)),
+        (account(Role::Staff, true), account(Role::Admin, true)),
+        (account(Role::Admin, false), account(Role::Staff, false)),
+        (account(Role::Admin, false), account(Role::Admin, true)),
+    ] {
+        assert_eq!(
+            keeps_an_active_admin(&before, &after, 0),
+            Ok(()),
+            "{before:?} to {after:?}"
+        );
+    }
 }

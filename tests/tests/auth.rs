@@ -1,5 +1,5 @@
-//! Logging in and out, session expiry, lockout and unlock, rate limits, user administration,
-//! and the role matrix over every route.
+//! Logging in and out, session expiry, lockout and unlock, rate limits, password changes, user
+//! administration (the last active admin kept), and the role matrix over every route.
 
 use std::sync::Arc;
 
@@ -262,7 +262,8 @@ async fn admins_create_users_change_roles_and_deactivate_them(pool: PgPool) -> a
     let (status, code) = code_of(login_response(&app, "frank", PASSWORD, false).await?).await?;
     assert_eq!(
         (status, code.as_str()),
-        (StatusCode::FORBIDDEN, "account_deactivated")
+        (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+        "a deactivated account answers as a wrong password does"
     );
     let missing = app
         .client
@@ -514,5 +515,316 @@ async fn password_hashes_never_enter_the_event_log(pool: PgPool) -> anyhow::Resu
         recorded.contains(&"PasswordChanged".to_owned()),
         "the change itself is on record: {recorded:?}"
     );
+    Ok(())
+}
+
+/// The types of the events on `username`'s stream, oldest first.
+async fn event_types(app: &TestApp, username: &str) -> anyhow::Result<Vec<String>> {
+    let id = api::auth::user_id(&domain::user::Username::parse(username)?);
+    Ok(
+        sqlx::query_scalar("SELECT event_type FROM events WHERE stream_id = $1 ORDER BY version")
+            .bind(id)
+            .fetch_all(app.store.pool())
+            .await?,
+    )
+}
+
+fn count(types: &[String], event_type: &str) -> usize {
+    types.iter().filter(|t| *t == event_type).count()
+}
+
+/// Posts `body`; the status and the problem's code (empty for a success without a body).
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: Value,
+) -> anyhow::Result<(StatusCode, String)> {
+    let response = client.post(url).json(&body).send().await?;
+    let status = response.status();
+    let body: Value = serde_json::from_str(&response.text().await?).unwrap_or_default();
+    Ok((status, body["code"].as_str().unwrap_or_default().to_owned()))
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_deactivated_account_answers_the_right_password_exactly_as_a_wrong_one(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (app, _clock) = app_with_clock(pool).await?;
+    app.token_for("frank", Role::Staff).await?;
+    let deactivated = app
+        .client
+        .post(app.url("/users/frank/deactivate"))
+        .send()
+        .await?;
+    assert_eq!(deactivated.status(), StatusCode::NO_CONTENT);
+    let answer = |username: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let response = login_response(app, username, password, false).await?;
+            let status = response.status();
+            let www = response.headers().get("www-authenticate").cloned();
+            let body: Value = response.json().await?;
+            anyhow::Ok((status, www, body))
+        }
+    };
+    let right = answer("frank", PASSWORD).await?;
+    let wrong = answer("frank", "Wr0ng-password").await?;
+    let unknown = answer("nobody", PASSWORD).await?;
+    assert_eq!(right.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(right.2["code"], "invalid_credentials");
+    assert_eq!(right, wrong, "right and wrong password");
+    assert_eq!(right, unknown, "and a name nobody has");
+    // Both were failed logins, recorded alike.
+    let types = event_types(&app, "frank").await?;
+    assert_eq!(count(&types, "LoginFailed"), 2, "{types:?}");
+    assert_eq!(
+        count(&types, "LoggedIn"),
+        1,
+        "only the login before deactivation"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn an_admin_reactivates_a_deactivated_user_who_can_then_log_in_again(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    let old_session = TestApp::client_with(&app.token_for("gwen", Role::Staff).await?)?;
+    let url = |action: &str| app.url(&format!("/users/gwen/{action}"));
+    assert_eq!(
+        post(&app.client, url("reactivate"), json!({})).await?,
+        (StatusCode::CONFLICT, "already_active".into())
+    );
+    assert_eq!(
+        app.client.post(url("deactivate")).send().await?.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(app.login("gwen", PASSWORD).await.is_err());
+    assert_eq!(
+        app.client.post(url("reactivate")).send().await?.status(),
+        StatusCode::NO_CONTENT
+    );
+    let token = app.login("gwen", PASSWORD).await?;
+    assert_eq!(me_status(&app, &token).await?, StatusCode::OK);
+    assert_eq!(
+        old_session.get(app.url("/auth/me")).send().await?.status(),
+        StatusCode::UNAUTHORIZED,
+        "sessions ended by the deactivation stay ended"
+    );
+    let types = event_types(&app, "gwen").await?;
+    assert_eq!(count(&types, "UserReactivated"), 1, "{types:?}");
+    assert_eq!(
+        post(&app.client, app.url("/users/ghost/reactivate"), json!({})).await?,
+        (StatusCode::NOT_FOUND, "user_not_found".into())
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn the_last_active_admin_can_be_neither_demoted_nor_deactivated(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    let last_admin = (StatusCode::CONFLICT, "last_admin".to_owned());
+    let demote = || {
+        post(
+            &app.client,
+            app.url("/users/admin/role"),
+            json!({"role": "staff"}),
+        )
+    };
+    let deactivate = || post(&app.client, app.url("/users/admin/deactivate"), json!({}));
+    assert_eq!(demote().await?, last_admin, "demoting oneself");
+    assert_eq!(deactivate().await?, last_admin, "deactivating oneself");
+
+    // A second admin who is deactivated does not count.
+    app.token_for("root", Role::Admin).await?;
+    let root = |action: &str| app.url(&format!("/users/root/{action}"));
+    assert_eq!(
+        app.client.post(root("deactivate")).send().await?.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        demote().await?,
+        last_admin,
+        "with only a deactivated admin left"
+    );
+    assert_eq!(
+        app.client.post(root("reactivate")).send().await?.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(demote().await?.0, StatusCode::NO_CONTENT, "root is left");
+    let root_client = TestApp::client_with(&app.login("root", PASSWORD).await?)?;
+    assert_eq!(
+        post(&root_client, root("deactivate"), json!({})).await?,
+        last_admin,
+        "and root is now the last"
+    );
+    let types = event_types(&app, "admin").await?;
+    assert_eq!(count(&types, "RoleChanged"), 1, "{types:?}");
+    assert_eq!(count(&types, "UserDeactivated"), 0, "{types:?}");
+    Ok(())
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn the_last_two_admins_stepping_down_at_once_leave_one_admin(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let app = spawn_app(pool.clone()).await?;
+    let bob = TestApp::client_with(&app.token_for("bob", Role::Admin).await?)?;
+    for round in 0..8 {
+        let (by_admin, by_bob) = tokio::join!(
+            post(
+                &app.client,
+                app.url("/users/admin/role"),
+                json!({"role": "staff"})
+            ),
+            post(&bob, app.url("/users/bob/role"), json!({"role": "staff"})),
+        );
+        let mut answers = [by_admin?, by_bob?];
+        answers.sort();
+        assert_eq!(
+            answers,
+            [
+                (StatusCode::NO_CONTENT, String::new()),
+                (StatusCode::CONFLICT, "last_admin".into()),
+            ],
+            "round {round}"
+        );
+        let admins: Vec<String> = sqlx::query_scalar(
+            "SELECT e.payload->>'username' FROM user_roles r \
+             JOIN events e ON e.stream_id = r.user_id AND e.event_type = 'UserRegistered' \
+             WHERE r.role = 'admin' AND r.active",
+        )
+        .fetch_all(&pool)
+        .await?;
+        assert_eq!(admins.len(), 1, "round {round}: {admins:?}");
+        // The one left promotes the other back for the next round.
+        let (survivor, demoted) = if admins[0] == "admin" {
+            (&app.client, "bob")
+        } else {
+            (&bob, "admin")
+        };
+        let promoted = post(
+            survivor,
+            app.url(&format!("/users/{demoted}/role")),
+            json!({"role": "admin"}),
+        )
+        .await?;
+        assert_eq!(promoted.0, StatusCode::NO_CONTENT, "round {round}");
+    }
+    Ok(())
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_wrong_current_password_is_recorded_and_counts_towards_the_lockout_with_failed_logins(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (app, _clock) = app_with_clock(pool).await?;
+    let client = TestApp::client_with(&app.token_for("hana", Role::Staff).await?)?;
+    let change = |current: &'static str| {
+        post(
+            &client,
+            app.url("/auth/password"),
+            json!({"current_password": current, "new_password": "N3w-password!"}),
+        )
+    };
+    for _ in 0..2 {
+        login_response(&app, "hana", "Wr0ng-password", false).await?;
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            change("Wr0ng-password").await?,
+            (StatusCode::UNAUTHORIZED, "invalid_credentials".into())
+        );
+    }
+    assert_eq!(
+        change("Wr0ng-password").await?,
+        (StatusCode::FORBIDDEN, "account_locked".into()),
+        "the fifth wrong password locks, whichever way it came"
+    );
+    assert_eq!(
+        change(PASSWORD).await?,
+        (StatusCode::FORBIDDEN, "account_locked".into()),
+        "even the right current password"
+    );
+    assert_eq!(
+        code_of(login_response(&app, "hana", PASSWORD, false).await?).await?,
+        (StatusCode::FORBIDDEN, "account_locked".into())
+    );
+    let types = event_types(&app, "hana").await?;
+    assert_eq!(count(&types, "LoginFailed"), 2, "{types:?}");
+    assert_eq!(count(&types, "PasswordChangeFailed"), 3, "{types:?}");
+    assert_eq!(count(&types, "AccountLocked"), 1, "{types:?}");
+    assert_eq!(count(&types, "PasswordChanged"), 0, "{types:?}");
+    Ok(())
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn password_changes_share_the_login_rate_limit(pool: PgPool) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    // Its login is one attempt on the account already.
+    let client = TestApp::client_with(&app.token_for("ivy", Role::Staff).await?)?;
+    let mut last = None;
+    for _ in 0..10 {
+        last = Some(
+            client
+                .post(app.url("/auth/password"))
+                .json(
+                    &json!({"current_password": "Wr0ng-password", "new_password": "N3w-password!"}),
+                )
+                .send()
+                .await?,
+        );
+    }
+    let response = last.ok_or_else(|| anyhow::anyhow!("no response"))?;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(code_of(response).await?.1, "rate_limited");
+    Ok(())
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn every_wrong_password_is_recorded_even_when_attempts_race_the_lockout(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (app, _clock) = app_with_clock(pool).await?;
+    app.token_for("erin", Role::Staff).await?;
+    let attempts = (0..12).map(|_| async {
+        let response = login_response(&app, "erin", "Wr0ng-password", false).await?;
+        code_of(response).await
+    });
+    let answers = futures_util::future::try_join_all(attempts).await?;
+    let wrong = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::UNAUTHORIZED)
+        .count();
+    let types = event_types(&app, "erin").await?;
+    // Each attempt was either checked and found wrong (401, or the 403 of the one that locked
+    // the account) or refused unchecked by the lock already in place (403, nothing to record).
+    assert_eq!(
+        count(&types, "LoginFailed"),
+        wrong + count(&types, "AccountLocked"),
+        "answers {answers:?}, events {types:?}"
+    );
+    assert_eq!(count(&types, "AccountLocked"), 1, "{types:?}");
+    Ok(())
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn unlocking_an_account_that_is_not_locked_records_nothing(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let app = spawn_app(pool).await?;
+    app.token_for("jude", Role::Viewer).await?;
+    let before = event_types(&app, "jude").await?;
+    let unlocked = app
+        .client
+        .post(app.url("/users/jude/unlock"))
+        .send()
+        .await?;
+    assert_eq!(unlocked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(event_types(&app, "jude").await?, before);
     Ok(())
 }

@@ -32,8 +32,8 @@ pub(crate) struct Login {
 
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Login,
     responses((status = 200, description = "A new session", body = crate::auth::Session),
-        (status = 401, description = "Wrong username or password", body = crate::openapi::ProblemDoc),
-        (status = 403, description = "Account locked or deactivated", body = crate::openapi::ProblemDoc),
+        (status = 401, description = "Wrong username or password, or a deactivated account (the same answer for all three)", body = crate::openapi::ProblemDoc),
+        (status = 403, description = "Account locked", body = crate::openapi::ProblemDoc),
         (status = 429, description = "Too many attempts; see Retry-After", body = crate::openapi::ProblemDoc)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
@@ -76,11 +76,14 @@ pub(crate) struct ChangePassword {
 
 #[utoipa::path(post, path = "/auth/password", tag = "auth", security(("bearer" = [])), request_body = ChangePassword,
     responses((status = 204, description = "Changed; other sessions are revoked"),
-        (status = 401, description = "Wrong current password", body = crate::openapi::ProblemDoc),
-        (status = 422, description = "The new password breaks the rules", body = crate::openapi::ProblemDoc)))]
+        (status = 401, description = "Wrong current password (counted towards the lockout, like a failed login)", body = crate::openapi::ProblemDoc),
+        (status = 403, description = "Account locked", body = crate::openapi::ProblemDoc),
+        (status = 422, description = "The new password breaks the rules", body = crate::openapi::ProblemDoc),
+        (status = 429, description = "Too many password attempts; see Retry-After", body = crate::openapi::ProblemDoc)))]
 pub(crate) async fn change_password(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    ClientAddr(addr): ClientAddr,
     ApiJson(body): ApiJson<ChangePassword>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -91,6 +94,7 @@ pub(crate) async fn change_password(
             &body.current_password,
             &body.new_password,
             &caller.actor(),
+            addr,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,4 +1,5 @@
-//! `/users`: administrators create users, change roles, unlock and deactivate accounts.
+//! `/users`: administrators create users, change roles, unlock, deactivate and reactivate
+//! accounts.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::rejection::QueryRejection;
@@ -7,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use domain::user::{Role, User, UserCommand, Username};
+use domain::user::{Role, User, Username};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -26,6 +27,7 @@ pub fn routes() -> Routes {
         .route(ADMINS, routes!(change_role))
         .route(ADMINS, routes!(unlock))
         .route(ADMINS, routes!(deactivate))
+        .route(ADMINS, routes!(reactivate))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -87,7 +89,8 @@ pub(crate) struct NewRole {
 
 #[utoipa::path(post, path = "/users/{username}/role", tag = "users", security(("bearer" = [])), request_body = NewRole,
     params(("username" = String, Path)),
-    responses((status = 204, description = "Changed"), (status = 404, body = crate::openapi::ProblemDoc), (status = 409, body = crate::openapi::ProblemDoc)))]
+    responses((status = 204, description = "Changed"), (status = 404, body = crate::openapi::ProblemDoc),
+        (status = 409, description = "The same role (`role_unchanged`), or the last active admin (`last_admin`)", body = crate::openapi::ProblemDoc)))]
 pub(crate) async fn change_role(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -97,34 +100,28 @@ pub(crate) async fn change_role(
     let name = username(path)?;
     state
         .auth
-        .command(
-            &name,
-            UserCommand::ChangeRole { role: body.role },
-            &caller.actor(),
-        )
+        .change_role(&name, body.role, &caller.actor())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/users/{username}/unlock", tag = "users", security(("bearer" = [])),
     params(("username" = String, Path)),
-    responses((status = 204, description = "Unlocked"), (status = 404, body = crate::openapi::ProblemDoc)))]
+    responses((status = 204, description = "Unlocked (nothing happens to an account that is not locked)"), (status = 404, body = crate::openapi::ProblemDoc)))]
 pub(crate) async fn unlock(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let name = username(path)?;
-    state
-        .auth
-        .command(&name, UserCommand::Unlock, &caller.actor())
-        .await?;
+    state.auth.unlock(&name, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/users/{username}/deactivate", tag = "users", security(("bearer" = [])),
     params(("username" = String, Path)),
-    responses((status = 204, description = "Deactivated; sessions revoked"), (status = 404, body = crate::openapi::ProblemDoc)))]
+    responses((status = 204, description = "Deactivated; sessions revoked"), (status = 404, body = crate::openapi::ProblemDoc),
+        (status = 409, description = "The last active admin (`last_admin`)", body = crate::openapi::ProblemDoc)))]
 pub(crate) async fn deactivate(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -132,6 +129,21 @@ pub(crate) async fn deactivate(
 ) -> Result<StatusCode, ApiError> {
     let name = username(path)?;
     state.auth.deactivate(&name, &caller.actor()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/users/{username}/reactivate", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 204, description = "Reactivated: the user may log in again with their password"),
+        (status = 404, body = crate::openapi::ProblemDoc),
+        (status = 409, description = "The account is active (`already_active`)", body = crate::openapi::ProblemDoc)))]
+pub(crate) async fn reactivate(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let name = username(path)?;
+    state.auth.reactivate(&name, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
