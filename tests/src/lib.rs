@@ -131,6 +131,9 @@ pub struct Options {
     pub login_limit: Option<u32>,
     /// Where notifications go; the log channel when `None`.
     pub channel: Option<Arc<dyn commands::notifications::NotificationChannel>>,
+    /// Run the log's sealer, as `caseledger serve` does. Off only where a test measures the
+    /// process's own memory and another worker's allocations would blur it.
+    pub sealer: bool,
     /// Run the workflow executor (with its interventions queue created), as `caseledger serve`
     /// does. Off by default: other tests count the events they write.
     pub executor: bool,
@@ -146,6 +149,7 @@ impl Default for Options {
             login_limit: None,
             channel: None,
             executor: false,
+            sealer: true,
         }
     }
 }
@@ -193,7 +197,10 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> anyhow::Result<Te
     };
     // As `caseledger serve` does before serving.
     state.projector.create_tables().await?;
-    let mut tasks = vec![store.spawn_wakeups(), state.audit.sealer().clone().spawn()];
+    let mut tasks = vec![store.spawn_wakeups()];
+    if options.sealer {
+        tasks.push(state.audit.sealer().clone().spawn());
+    }
     if options.projectors {
         tasks.extend(state.projector.spawn());
     }

@@ -666,6 +666,8 @@ async fn the_scheduler_runs_due_jobs_once_per_slot_and_skips_paused_ones(
     assert_eq!(
         ran,
         vec![
+            "audit-checkpoint",
+            "audit-verify",
             "notification-check",
             "notification-dispatch",
             "notification-retention",
@@ -683,7 +685,12 @@ async fn the_scheduler_runs_due_jobs_once_per_slot_and_skips_paused_ones(
     ran.sort();
     assert_eq!(
         ran,
-        vec!["notification-dispatch", "renewal-expiry", "sla-escalation"]
+        vec![
+            "audit-checkpoint",
+            "notification-dispatch",
+            "renewal-expiry",
+            "sla-escalation"
+        ]
     );
     let paused = app
         .client
@@ -696,7 +703,12 @@ async fn the_scheduler_runs_due_jobs_once_per_slot_and_skips_paused_ones(
     ran.sort();
     assert_eq!(
         ran,
-        vec!["notification-dispatch", "renewal-expiry", "sla-escalation"]
+        vec![
+            "audit-checkpoint",
+            "notification-dispatch",
+            "renewal-expiry",
+            "sla-escalation"
+        ]
     );
 
     let status: Value = app

@@ -120,6 +120,14 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Sealing and verifying the log's hash chain (events/s) against PostgreSQL rendering the
+    /// same records (`pgbench`). Uses (and recreates) the database `caseledger_bench_audit`.
+    Audit {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Append throughput and latency against plain INSERTs, and whole commands. Uses (and
     /// recreates) the database `caseledger_bench` on the same server.
     Append {
@@ -215,6 +223,13 @@ async fn bench(db: &Database, command: BenchCommand) -> anyhow::Result<()> {
                 page_size,
             };
             bench::projections::run(db, &opts).await
+        }
+        BenchCommand::Audit { events, runs } => {
+            let opts = bench::audit::AuditBench {
+                events: events.max(1),
+                runs: runs.max(1),
+            };
+            bench::audit::run(db, &opts).await
         }
         BenchCommand::Scan {
             credentials,

@@ -9,11 +9,14 @@
 //!   model and the route, against the candidates query alone.
 //! - [`claim`]: claim-next with concurrent claimers against a bare `FOR UPDATE SKIP LOCKED`
 //!   claim loop on an equally indexed table.
+//! - [`audit`]: sealing and verifying the log's hash chain against PostgreSQL rendering the
+//!   same records (`pgbench`).
 //! - [`workflows`]: the workflow executor driving 5-step diamonds of `http` steps (runs/s,
 //!   steps/s, dispatch latency) against one durable row per step completion (`pgbench`).
 
 pub mod allocation;
 pub mod append;
+pub mod audit;
 pub mod claim;
 pub mod projections;
 pub mod scan;
