@@ -7,7 +7,10 @@
 //! the previous one. Instead the [`Sealer`] follows the log like a projection: it seals only the
 //! readable prefix (below the oldest running transaction, where nothing can be inserted any
 //! more), in batches, one sealer at a time across servers (an advisory lock; the others skip the
-//! round). Appends never wait for it; the seal lags the log by one batch.
+//! round). Appends never wait for it; the seal lags the log by one batch, or by at most a few
+//! hundred milliseconds when the log grows slowly: rounds that find less than a batch are spaced
+//! out so that events gather, and seal transactions do not wait for their WAL flush (seals are
+//! derived, and recomputed after a crash), so that sealing does not take the writers' rate.
 //!
 //! What is hashed. [`RECORD_SQL`]: the event's position, stream, version, type, schema version,
 //! payload, metadata and recorded time as one JSON object rendered by PostgreSQL. `jsonb`'s text
@@ -138,6 +141,9 @@ pub struct Sealer {
     batch: i64,
     /// How long it waits for a wake-up before looking again.
     poll: Duration,
+    /// The least time between two rounds that found less than a batch: a round per append
+    /// would cost the writers a transaction each, so the sealer lets events gather instead.
+    gather: Duration,
 }
 
 impl Sealer {
@@ -146,6 +152,7 @@ impl Sealer {
             store,
             batch: 2_000,
             poll: Duration::from_secs(1),
+            gather: Duration::from_millis(200),
         }
     }
 
@@ -155,6 +162,12 @@ impl Sealer {
     /// the head waits its turn).
     pub async fn seal_once(&self, wait: bool) -> Result<u64, StoreError> {
         let mut tx = self.store.pool().begin().await?;
+        // Seals are derived from the log: a crash that loses the last ones loses nothing the
+        // next sealer does not recompute, so the sealer does not wait for its own WAL flush
+        // (which would compete with the appends' flushes).
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
         if wait {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(SEAL_LOCK)
@@ -266,6 +279,7 @@ impl Sealer {
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "sealing the log failed; will retry"),
                 }
+                tokio::time::sleep(self.gather).await;
                 let _ = tokio::time::timeout(self.poll, woken.changed()).await;
             }
         })

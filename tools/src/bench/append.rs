@@ -2,7 +2,8 @@
 //!
 //! Every figure is measured against a baseline taken in the same run, because this kind of
 //! machine is shared and noisy: the ceiling is plain single-row INSERTs into a table with the
-//! same columns and indexes as `events`, over the same number of connections. Each scenario runs
+//! same columns and indexes as `events`, over the same number of connections. One-event appends
+//! are also measured with the log's sealer running beside them, as it does in every server. Each scenario runs
 //! for a fixed time per run; the report gives the median over runs.
 
 use std::sync::Arc;
@@ -257,6 +258,7 @@ pub async fn run(db: &Database, opts: &AppendBench) -> anyhow::Result<()> {
         let mut single = Vec::new();
         let mut batch = Vec::new();
         let mut one_stream = Vec::new();
+        let mut sealed = Vec::new();
         let mut run_ratios = Vec::new();
         for _ in 0..opts.runs {
             // Ceiling and appends back to back in each run, so both see the same machine.
@@ -279,6 +281,14 @@ pub async fn run(db: &Database, opts: &AppendBench) -> anyhow::Result<()> {
             run_ratios.push(a.events_per_sec() / c.events_per_sec().max(1e-9));
             ceiling.push(c);
             single.push(a);
+            // The same with the log's sealer hashing behind the head, as in every server: the
+            // chain must not cost the writers their rate.
+            let sealer = eventstore::seal::Sealer::new(store.clone()).spawn();
+            let s = store.clone();
+            let with_sealer =
+                measure(writers, opts.seconds, move |_| append_one(s.clone(), 1)).await;
+            sealer.abort();
+            sealed.push(with_sealer?);
             let s = store.clone();
             batch.push(measure(writers, opts.seconds, move |_| append_one(s.clone(), 10)).await?);
             let s = store.clone();
@@ -294,6 +304,11 @@ pub async fn run(db: &Database, opts: &AppendBench) -> anyhow::Result<()> {
         ratios.push((writers, ratio, run_ratios));
         rows.push(summarize("ceiling: plain INSERT, 1 row", writers, &ceiling));
         rows.push(summarize("append 1 event, new stream", writers, &single));
+        rows.push(summarize(
+            "append 1 event, new stream, sealer running",
+            writers,
+            &sealed,
+        ));
         rows.push(summarize(
             "append 10-event batch, new stream",
             writers,
