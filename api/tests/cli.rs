@@ -5,6 +5,17 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_caseledger");
 
+/// The binary, with its audit signing key kept outside the source tree (serve creates the key
+/// where CASELEDGER_AUDIT_KEY_FILE says, in the working directory by default).
+fn bin() -> Command {
+    let mut command = Command::new(BIN);
+    command.env(
+        "CASELEDGER_AUDIT_KEY_FILE",
+        std::env::temp_dir().join("caseledger-cli-tests/audit-signing.key"),
+    );
+    command
+}
+
 fn server_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/caseledger".into())
@@ -42,7 +53,7 @@ async fn serve_creates_a_missing_database_migrates_and_answers_health() -> anyho
         .local_addr()?
         .port();
     let _server = Child(
-        Command::new(BIN)
+        bin()
             .env_remove("CASELEDGER_DATABASE_URL")
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", url_for(&name)?)
@@ -64,7 +75,7 @@ async fn serve_creates_a_missing_database_migrates_and_answers_health() -> anyho
     drop(_server);
 
     // A second run finds the database and its migrations in place.
-    let again = Command::new(BIN)
+    let again = bin()
         .env_remove("CASELEDGER_DATABASE_URL")
         .arg("migrate")
         .env("DATABASE_URL", url_for(&name)?)
@@ -80,7 +91,7 @@ async fn serve_creates_a_missing_database_migrates_and_answers_health() -> anyho
 #[test]
 fn without_a_database_server_it_says_so_in_one_line_and_exits_non_zero() -> anyhow::Result<()> {
     let url = "postgres://postgres@127.0.0.1:1/caseledger";
-    let out = Command::new(BIN)
+    let out = bin()
         .env_remove("CASELEDGER_DATABASE_URL")
         .arg("migrate")
         .env("DATABASE_URL", url)
@@ -99,7 +110,7 @@ fn without_a_database_server_it_says_so_in_one_line_and_exits_non_zero() -> anyh
 
 #[test]
 fn a_malformed_database_url_is_refused_clearly() -> anyhow::Result<()> {
-    let out = Command::new(BIN)
+    let out = bin()
         .env_remove("CASELEDGER_DATABASE_URL")
         .arg("migrate")
         .env("DATABASE_URL", "mysql://nope")
@@ -115,7 +126,7 @@ async fn projections_can_be_listed_rebuilt_and_verified_from_the_command_line() 
     let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
     let url = url_for(&name)?;
     let run = |args: &[&str]| {
-        Command::new(BIN)
+        bin()
             .env_remove("CASELEDGER_DATABASE_URL")
             .args(args)
             .env("DATABASE_URL", &url)
@@ -162,7 +173,7 @@ async fn the_first_admin_is_created_from_the_command_line() -> anyhow::Result<()
     let name = format!("caseledger_cli_{}", uuid::Uuid::new_v4().simple());
     let url = url_for(&name)?;
     let create = |password: &str| {
-        Command::new(BIN)
+        bin()
             .env_remove("CASELEDGER_DATABASE_URL")
             .args([
                 "users",
@@ -204,7 +215,7 @@ async fn a_deactivated_user_is_reactivated_from_the_command_line() -> anyhow::Re
     let url = url_for(&name)?;
     let password = "Adm1n-password!";
     let run = |args: &[&str]| {
-        Command::new(BIN)
+        bin()
             .env_remove("CASELEDGER_DATABASE_URL")
             .args(args)
             .env("DATABASE_URL", &url)
@@ -273,7 +284,7 @@ async fn a_deactivated_user_is_reactivated_from_the_command_line() -> anyhow::Re
 
 fn serve(url: &str, port: u16) -> anyhow::Result<Child> {
     Ok(Child(
-        Command::new(BIN)
+        bin()
             .env_remove("CASELEDGER_DATABASE_URL")
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", url)
@@ -291,7 +302,7 @@ async fn serve_as_boss(
     env: &[(&str, &str)],
 ) -> anyhow::Result<(Child, String)> {
     let server = Child(
-        Command::new(BIN)
+        bin()
             .env_remove("CASELEDGER_DATABASE_URL")
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", url)
@@ -410,7 +421,7 @@ async fn when_the_server_running_a_projection_dies_the_other_takes_over() -> any
     assert_eq!(counted, 300, "every event applied exactly once");
     drop((a, b));
     pool.close().await;
-    let verified = Command::new(BIN)
+    let verified = bin()
         .env_remove("CASELEDGER_DATABASE_URL")
         .args(["projections", "verify", "stream_catalogue"])
         .env("DATABASE_URL", &url)
@@ -462,7 +473,7 @@ async fn sigterm_ends_live_feeds_and_stops_the_server_cleanly() -> anyhow::Resul
 
 #[test]
 fn the_server_binary_offers_no_demo_or_benchmarks() -> anyhow::Result<()> {
-    let out = Command::new(BIN).arg("--help").output()?;
+    let out = bin().arg("--help").output()?;
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("serve"), "{help}");
@@ -478,7 +489,7 @@ fn the_server_binary_offers_no_demo_or_benchmarks() -> anyhow::Result<()> {
 #[test]
 fn every_configuration_problem_is_reported_before_the_database_is_touched() -> anyhow::Result<()> {
     // No server answers at this URL: getting past validation would fail differently.
-    let out = Command::new(BIN)
+    let out = bin()
         .env_remove("CASELEDGER_DATABASE_URL")
         .arg("serve")
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/caseledger")
@@ -497,7 +508,7 @@ fn every_configuration_problem_is_reported_before_the_database_is_touched() -> a
 
 #[test]
 fn a_malformed_setting_in_the_environment_is_refused_at_start() -> anyhow::Result<()> {
-    let out = Command::new(BIN)
+    let out = bin()
         .env_remove("CASELEDGER_DATABASE_URL")
         .arg("serve")
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/caseledger")
@@ -741,7 +752,7 @@ async fn with_only_the_application_url_commands_need_a_database_migrated_by_the_
         .set_username("caseledger_app")
         .map_err(|()| anyhow::anyhow!("no user"))?;
     let status = |extra: &[(&str, String)]| -> anyhow::Result<std::process::Output> {
-        let mut command = Command::new(BIN);
+        let mut command = bin();
         command
             .env_remove("CASELEDGER_DATABASE_URL")
             .env_remove("DATABASE_URL")
@@ -762,7 +773,7 @@ async fn with_only_the_application_url_commands_need_a_database_migrated_by_the_
     assert!(!refused.status.success());
     assert!(stderr.contains("caseledger migrate"), "{stderr}");
 
-    let migrated = Command::new(BIN)
+    let migrated = bin()
         .env_remove("CASELEDGER_DATABASE_URL")
         .arg("migrate")
         .env("DATABASE_URL", url_for(&name)?)

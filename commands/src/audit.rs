@@ -91,10 +91,26 @@ impl AuditKey {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(failed)?;
                 }
-                write_private(path, &format!("{}\n", hex::encode(key.signing.to_bytes())))
-                    .map_err(failed)?;
-                tracing::info!(path = %shown, public_key = %key.public_hex(), "created the audit signing key");
-                Ok(key)
+                // Written aside, then linked into place: two servers starting together on a
+                // fresh machine never read a half-written key, and the second keeps the first's.
+                let aside = path.with_extension(format!("new-{}", Uuid::new_v4().simple()));
+                write_private(
+                    &aside,
+                    &format!("{}\n", hex::encode(key.signing.to_bytes())),
+                )
+                .map_err(failed)?;
+                let linked = std::fs::hard_link(&aside, path);
+                let _ = std::fs::remove_file(&aside);
+                match linked {
+                    Ok(()) => {
+                        tracing::info!(path = %shown, public_key = %key.public_hex(), "created the audit signing key");
+                        Ok(key)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path)
+                    }
+                    Err(e) => Err(failed(e)),
+                }
             }
             Err(e) => Err(failed(e)),
         }
@@ -469,4 +485,66 @@ pub async fn last_verification(pool: &PgPool) -> Result<Option<LastVerification>
             problem: error,
         })
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_made_on_first_use_gives_the_same_key_afterwards_even_when_made_by_many_at_once(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("caseledger-key-{}", Uuid::new_v4()));
+        let path = dir.join("audit-signing.key");
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| AuditKey::load_or_create(&path).map(|k| k.public_hex())))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(AuditError::KeyFormat {
+                            path: "panicked".into(),
+                        })
+                    })
+                })
+                .collect::<Result<_, _>>()
+        })?;
+        assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
+        assert_eq!(AuditKey::load_or_create(&path)?.public_hex(), keys[0]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path)?.permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_checkpoint_signed_by_the_key_verifies_and_a_changed_one_does_not() {
+        let key = AuditKey::generate();
+        let mut checkpoint = Checkpoint {
+            seq: 3,
+            transaction_id: 10,
+            position: 3,
+            chain_hash: hex::encode([7u8; 32]),
+            signed_at: "2026-12-05T00:00:00.000000Z".into(),
+            public_key: String::new(),
+            signature: String::new(),
+        };
+        key.sign(&mut checkpoint);
+        let kept = std::collections::BTreeMap::from([(3, [7u8; 32])]);
+        assert_eq!(
+            check_checkpoint(1, &checkpoint, &key.public_hex(), &kept),
+            None
+        );
+        checkpoint.seq = 4;
+        let finding = check_checkpoint(1, &checkpoint, &key.public_hex(), &kept);
+        assert_eq!(finding.map(|f| f.kind), Some("checkpoint_signature"));
+    }
 }
