@@ -80,6 +80,8 @@ BEGIN
         WHERE t.tgfoid = 'refuse_history_rewrite'::regproc
     LOOP
         EXECUTE format('REVOKE UPDATE, DELETE ON %s FROM caseledger_app', obj.name);
+        -- Auditors read the log (and nothing else outside the read models).
+        EXECUTE format('GRANT SELECT ON %s TO caseledger_auditor', obj.name);
     END LOOP;
     -- The migration history is the bootstrap's business; the server only checks it is current.
     REVOKE INSERT, UPDATE, DELETE ON _sqlx_migrations FROM caseledger_app;
@@ -91,16 +93,9 @@ BEGIN
     ALTER DEFAULT PRIVILEGES FOR ROLE caseledger_app IN SCHEMA read_models
         GRANT SELECT ON TABLES TO caseledger_analyst, caseledger_auditor;
 
-    -- Auditors read the log, the command log and the read models; nothing else, and no writes.
+    -- Auditors read the read models too; no writes anywhere.
     GRANT USAGE ON SCHEMA read_models TO caseledger_auditor;
     GRANT SELECT ON ALL TABLES IN SCHEMA read_models TO caseledger_auditor;
-    FOR obj IN
-        SELECT DISTINCT t.tgrelid::regclass AS name
-        FROM pg_trigger t
-        WHERE t.tgfoid = 'refuse_history_rewrite'::regproc
-    LOOP
-        EXECUTE format('GRANT SELECT ON %s TO caseledger_auditor', obj.name);
-    END LOOP;
 END;
 $$;
 

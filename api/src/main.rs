@@ -160,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             reactivate_user(&db, &username).await
         }
         Command::Projections(command) => projections(&db, command).await,
-        Command::Audit { key_file, command } => audit(&db, key_file, command).await,
+        Command::Audit { key_file, command } => cli::audit::run(&db, key_file, command).await,
     }
 }
 
@@ -200,34 +200,6 @@ async fn create_user(
     result?;
     println!("created {role} {username}");
     Ok(())
-}
-
-async fn audit(
-    db: &Database,
-    key_file: std::path::PathBuf,
-    command: AuditCommand,
-) -> anyhow::Result<()> {
-    // `public-key` needs no database: it reads (or makes) the key only.
-    if matches!(command, AuditCommand::PublicKey) {
-        let key = commands::audit::AuditKey::load_or_create(&key_file)?;
-        println!("{}", key.public_hex());
-        return Ok(());
-    }
-    let pool = db.prepare(4).await?;
-    let config = Config {
-        audit_key_file: Some(key_file),
-        ..Config::default()
-    };
-    let result = match AppState::new(
-        EventStore::new(pool.clone()),
-        Arc::new(commands::SystemClock),
-        &config,
-    ) {
-        Ok(state) => cli::audit::run(&state, command).await,
-        Err(e) => Err(e.into()),
-    };
-    pool.close().await;
-    result
 }
 
 async fn reactivate_user(db: &Database, username: &str) -> anyhow::Result<()> {

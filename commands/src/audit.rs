@@ -34,8 +34,6 @@ pub const CHAIN_STREAM_ID: Uuid = Uuid::from_u128(0x0ca5_e1ed_6e00_4000_8000_00c
 /// What a signature covers starts with this, so that a signature made for anything else (with
 /// the same key) can never pass as a checkpoint's.
 pub const MESSAGE_PREFIX: &str = "caseledger-chain-checkpoint/v1";
-/// The `format` of an export's header line.
-pub const EXPORT_FORMAT: &str = "caseledger-audit-export/1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -175,7 +173,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// A checkpoint's payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Events in the chain at the checkpoint (the last one's chain number).
     pub seq: u64,
@@ -295,8 +293,7 @@ impl Audit {
                 .clock
                 .now()
                 .to_rfc3339_opts(SecondsFormat::Micros, true),
-            public_key: String::new(),
-            signature: String::new(),
+            ..Checkpoint::default()
         };
         self.key.sign(&mut checkpoint);
         let payload = serde_json::to_value(&checkpoint)?;
@@ -445,16 +442,10 @@ pub async fn checkpoints(pool: &PgPool) -> Result<Vec<(i64, Checkpoint)>, AuditE
     Ok(rows
         .into_iter()
         .map(|(position, payload)| {
-            let checkpoint = serde_json::from_value(payload).unwrap_or(Checkpoint {
-                seq: 0,
-                transaction_id: 0,
-                position: 0,
-                chain_hash: String::new(),
-                signed_at: String::new(),
-                public_key: String::new(),
-                signature: String::new(),
-            });
-            (position, checkpoint)
+            (
+                position,
+                serde_json::from_value(payload).unwrap_or_default(),
+            )
         })
         .collect())
 }

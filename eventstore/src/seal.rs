@@ -405,13 +405,16 @@ pub async fn walk(
                 return Ok(walk);
             };
             if seq != expected {
+                // The event here is the next one: the missing event's stream is not known.
                 walk.first_break = Some(ChainBreak {
-                    kind: "event_missing",
+                    seq: expected,
+                    position,
                     stream_id: None,
+                    kind: "event_missing",
+                    fields: vec![],
                     detail: format!(
                         "the event sealed as number {expected} is gone: the next event in the log is sealed as number {seq}"
                     ),
-                    ..broken("event_missing", vec![], String::new())
                 });
                 return Ok(walk);
             }
@@ -469,20 +472,42 @@ pub async fn walk(
     Ok(walk)
 }
 
-/// One line of an export: an event's chain number, seal and the exact record hashed.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExportLine {
-    pub seq: u64,
-    pub hash: String,
-    pub record: String,
+/// The `format` of an export's header line.
+pub const EXPORT_FORMAT: &str = "caseledger-audit-export/1";
+
+/// Seals per query while exporting; bounds memory whatever the log's size.
+const EXPORT_PAGE: i64 = 2_000;
+
+/// The sealed log as newline-delimited JSON, in chunks: a header line (`format`,
+/// `chain_length`), then one line per event up to the chain's head when called. The route and
+/// the command line both write this; `docs/audit.md` documents it.
+pub fn export(
+    pool: PgPool,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, StoreError>> + Send + 'static {
+    async_stream::try_stream! {
+        let length = head(&pool).await?.map_or(0, |h| h.seq);
+        let header = serde_json::json!({"format": EXPORT_FORMAT, "chain_length": length});
+        yield format!("{header}\n").into_bytes();
+        let mut after = 0;
+        while after < length {
+            // Never past the head read above, so that the header's length is the export's.
+            let limit = EXPORT_PAGE.min(i64::try_from(length - after).unwrap_or(EXPORT_PAGE));
+            let (last, chunk) = export_page(&pool, after, limit).await?;
+            if last <= after {
+                break;
+            }
+            after = last;
+            yield chunk;
+        }
+    }
 }
 
-/// The sealed log in chain order, a page at a time (for an export).
-pub async fn export_page(
+/// Up to `limit` export lines after chain number `after_seq`, as NDJSON, with the last number.
+async fn export_page(
     pool: &PgPool,
     after_seq: u64,
     limit: i64,
-) -> Result<Vec<ExportLine>, StoreError> {
+) -> Result<(u64, Vec<u8>), StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT s.seq, s.hash, {RECORD_SQL} AS record \
          FROM event_seals s JOIN events e ON e.position = s.position \
@@ -492,15 +517,19 @@ pub async fn export_page(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ExportLine {
-                seq: crate::store::to_u64(row.try_get("seq")?),
-                hash: hex::encode(row.try_get::<Vec<u8>, _>("hash")?),
-                record: row.try_get("record")?,
-            })
-        })
-        .collect()
+    let mut last = after_seq;
+    let mut chunk = Vec::with_capacity(rows.len() * 512);
+    for row in &rows {
+        last = crate::store::to_u64(row.try_get("seq")?);
+        let line = serde_json::json!({
+            "seq": last,
+            "hash": hex::encode(row.try_get::<Vec<u8>, _>("hash")?),
+            "record": row.try_get::<String, _>("record")?,
+        });
+        chunk.extend_from_slice(line.to_string().as_bytes());
+        chunk.push(b'\n');
+    }
+    Ok((last, chunk))
 }
 
 #[cfg(test)]

@@ -42,6 +42,13 @@ async fn verify(app: &TestApp) -> anyhow::Result<Value> {
     Ok(response.json().await?)
 }
 
+/// What verification found first, asserting that it found something.
+async fn first_problem(app: &TestApp) -> anyhow::Result<Value> {
+    let report = verify(app).await?;
+    anyhow::ensure!(report["ok"] == false, "the log verified: {report}");
+    Ok(report["first_problem"].clone())
+}
+
 /// Rewrites history as the database owner can: with the append-only trigger out of the way.
 async fn as_owner(owner: &PgPool, statement: &str) -> anyhow::Result<()> {
     let mut tx = owner.begin().await?;
@@ -89,10 +96,8 @@ async fn an_event_rewritten_by_the_owner_is_named_by_verify(pool: PgPool) -> any
         ),
     )
     .await?;
-    let report = verify(&app).await?;
-    assert_eq!(report["ok"], false, "{report}");
-    let problem = &report["first_problem"];
-    assert_eq!(problem["kind"], "content_changed", "{report}");
+    let problem = &first_problem(&app).await?;
+    assert_eq!(problem["kind"], "content_changed", "{problem}");
     assert_eq!(problem["fields"], json!(["payload"]));
     assert_eq!(problem["stream_id"], json!(forged));
     let position: i64 = sqlx::query_scalar("SELECT position FROM events WHERE stream_id = $1")
@@ -129,12 +134,8 @@ async fn a_rewrite_with_recomputed_seals_is_caught_by_the_signed_checkpoint(
     Sealer::new(EventStore::new(pool.clone()))
         .catch_up()
         .await?;
-    let report = verify(&app).await?;
-    assert_eq!(report["ok"], false, "{report}");
-    assert_eq!(
-        report["first_problem"]["kind"], "checkpoint_hash",
-        "{report}"
-    );
+    let problem = first_problem(&app).await?;
+    assert_eq!(problem["kind"], "checkpoint_hash", "{problem}");
     Ok(())
 }
 
@@ -164,12 +165,8 @@ async fn a_checkpoint_with_a_forged_signature_is_detected(pool: PgPool) -> anyho
         )
         .await?;
     app.state.audit.sealer().catch_up().await?;
-    let report = verify(&app).await?;
-    assert_eq!(report["ok"], false, "{report}");
-    assert_eq!(
-        report["first_problem"]["kind"], "checkpoint_signature",
-        "{report}"
-    );
+    let problem = first_problem(&app).await?;
+    assert_eq!(problem["kind"], "checkpoint_signature", "{problem}");
     Ok(())
 }
 
@@ -216,16 +213,17 @@ async fn an_export_is_verified_by_the_independent_script_and_a_changed_one_is_no
         env!("CARGO_MANIFEST_DIR"),
         "/../tools/audit/verify_export.py"
     );
-    let run = |text: &str, name: &str| -> anyhow::Result<std::process::Output> {
+    let trusted = app.state.audit.public_key();
+    let run = |text: &str, name: &str, key: &str| -> anyhow::Result<std::process::Output> {
         let file = dir.join(name);
         std::fs::write(&file, text)?;
         Ok(std::process::Command::new("python3")
             .arg(script)
             .arg(&file)
-            .args(["--public-key", &app.state.audit.public_key()])
+            .args(["--public-key", key])
             .output()?)
     };
-    let good = run(&export, "good.ndjson")?;
+    let good = run(&export, "good.ndjson", &trusted)?;
     let stdout = String::from_utf8_lossy(&good.stdout);
     assert!(
         good.status.success(),
@@ -238,17 +236,12 @@ async fn an_export_is_verified_by_the_independent_script_and_a_changed_one_is_no
 
     let changed = export.replacen("Dr 4", "Dr X", 1);
     assert_ne!(changed, export);
-    let bad = run(&changed, "changed.ndjson")?;
+    let bad = run(&changed, "changed.ndjson", &trusted)?;
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stdout).contains("does not hash to its seal"));
 
     let other_key = commands::audit::AuditKey::generate().public_hex();
-    let file = dir.join("good.ndjson");
-    let wrong_key = std::process::Command::new("python3")
-        .arg(script)
-        .arg(&file)
-        .args(["--public-key", &other_key])
-        .output()?;
+    let wrong_key = run(&export, "good.ndjson", &other_key)?;
     assert!(!wrong_key.status.success());
     assert!(String::from_utf8_lossy(&wrong_key.stdout).contains("not the trusted key"));
     std::fs::remove_dir_all(&dir)?;

@@ -3,14 +3,45 @@
 
 use std::io::Write;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use anyhow::Context;
+use caseledger::config::Config;
+use caseledger::db::Database;
 use caseledger::AppState;
+use eventstore::EventStore;
 
 use crate::AuditCommand;
 
-pub async fn run(state: &AppState, command: AuditCommand) -> anyhow::Result<()> {
+pub async fn run(db: &Database, key_file: PathBuf, command: AuditCommand) -> anyhow::Result<()> {
+    // `public-key` needs no database: it reads (or makes) the key only.
+    if matches!(command, AuditCommand::PublicKey) {
+        let key = commands::audit::AuditKey::load_or_create(&key_file)?;
+        println!("{}", key.public_hex());
+        return Ok(());
+    }
+    let pool = db.prepare(4).await?;
+    let config = Config {
+        audit_key_file: Some(key_file),
+        ..Config::default()
+    };
+    let result = match AppState::new(
+        EventStore::new(pool.clone()),
+        Arc::new(commands::SystemClock),
+        &config,
+    ) {
+        Ok(state) => with_state(&state, command).await,
+        Err(e) => Err(e.into()),
+    };
+    pool.close().await;
+    result
+}
+
+async fn with_state(state: &AppState, command: AuditCommand) -> anyhow::Result<()> {
     match command {
-        AuditCommand::PublicKey => println!("{}", state.audit.public_key()),
+        // Answered above, without a database.
+        AuditCommand::PublicKey => {}
         AuditCommand::Checkpoint => match state.audit.checkpoint().await? {
             Some(c) => println!(
                 "signed the chain at length {} (hash {}, cursor {}-{})",
@@ -70,29 +101,13 @@ pub async fn run(state: &AppState, command: AuditCommand) -> anyhow::Result<()> 
             let file = std::fs::File::create(&out)
                 .with_context(|| format!("creating {}", out.display()))?;
             let mut writer = std::io::BufWriter::new(file);
-            let length = eventstore::seal::head(state.store.pool())
-                .await?
-                .map_or(0, |h| h.seq);
-            writeln!(
-                writer,
-                "{}",
-                serde_json::json!({"format": commands::audit::EXPORT_FORMAT, "chain_length": length})
-            )?;
-            let mut after = 0;
-            while after < length {
-                let page = eventstore::seal::export_page(state.store.pool(), after, 5_000).await?;
-                let Some(last) = page.last().map(|l| l.seq) else {
-                    break;
-                };
-                after = last;
-                for line in page.iter().take_while(|l| l.seq <= length) {
-                    serde_json::to_writer(&mut writer, line)?;
-                    writer.write_all(b"\n")?;
-                }
+            let mut chunks = std::pin::pin!(eventstore::seal::export(state.store.pool().clone()));
+            while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+                writer.write_all(&chunk?)?;
             }
             writer.flush()?;
             println!(
-                "exported {length} sealed events to {}; verify with: python3 tools/audit/verify_export.py {} --public-key {}",
+                "exported the sealed log to {}; verify with: python3 tools/audit/verify_export.py {} --public-key {}",
                 out.display(),
                 out.display(),
                 state.audit.public_key()

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use eventstore::{Cursor, StoreError};
+use eventstore::Cursor;
 
 use crate::error::ApiError;
 use crate::permissions::{Access, AUDITORS};
@@ -24,9 +24,6 @@ pub fn routes() -> Routes {
         .route(AUDITORS, routes!(export))
         .route(Access::Public, routes!(public_key))
 }
-
-/// Seals per query while exporting; bounds the server's memory whatever the log's size.
-const EXPORT_PAGE: i64 = 2_000;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -97,36 +94,15 @@ pub(crate) async fn public_key(State(state): State<AppState>) -> Json<PublicKey>
         (status = 401, body = crate::openapi::ProblemDoc), (status = 403, body = crate::openapi::ProblemDoc)))]
 pub(crate) async fn export(State(state): State<AppState>) -> Result<Response, ApiError> {
     state.audit.sealer().catch_up().await?;
-    let head = eventstore::seal::head(state.store.pool()).await?;
-    let length = head.map_or(0, |h| h.seq);
-    let pool = state.store.pool().clone();
-    let body = async_stream::stream! {
-        let header = serde_json::json!({
-            "format": commands::audit::EXPORT_FORMAT,
-            "chain_length": length,
-        });
-        yield Ok::<Bytes, StoreError>(Bytes::from(format!("{header}\n")));
-        let mut after = 0;
-        while after < length {
-            let page = match eventstore::seal::export_page(&pool, after, EXPORT_PAGE).await {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::error!(%error, "audit export stopped");
-                    yield Err(error);
-                    break;
-                }
-            };
-            let Some(last) = page.last().map(|l| l.seq) else { break };
-            after = last;
-            let mut chunk = Vec::with_capacity(page.len() * 512);
-            for line in page.iter().take_while(|l| l.seq <= length) {
-                if serde_json::to_writer(&mut chunk, line).is_ok() {
-                    chunk.push(b'\n');
-                }
-            }
-            yield Ok(Bytes::from(chunk));
-        }
-    };
+    let body = futures_util::StreamExt::map(
+        eventstore::seal::export(state.store.pool().clone()),
+        |chunk| {
+            chunk.map(Bytes::from).inspect_err(|error| {
+                // Headers are gone; all we can do is stop, and log why.
+                tracing::error!(%error, "audit export stopped");
+            })
+        },
+    );
     let mut response = Body::from_stream(body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use uuid::Uuid;
 
 use super::{fresh_database, median};
 use api::db::Database;
@@ -142,36 +141,12 @@ async fn one_run(
 
 /// One transaction rendering every record in read order, by pgbench: its latency.
 async fn pgbench_floor(db: &Database) -> anyhow::Result<Duration> {
-    let script = std::env::temp_dir().join(format!("caseledger-bench-{}.sql", Uuid::new_v4()));
-    std::fs::write(
-        &script,
-        format!(
-            "SELECT sum(length(r)) FROM (SELECT {} AS r FROM events e ORDER BY e.transaction_id, e.position) x;\n",
-            eventstore::seal::RECORD_SQL
-        ),
-    )
-    .context("writing the pgbench script")?;
-    let options = db.admin()?;
-    let mut command = std::process::Command::new("pgbench");
-    command
-        .args(["-n", "-t", "1", "-f"])
-        .arg(&script)
-        .env("PGHOST", options.get_host())
-        .env("PGPORT", options.get_port().to_string())
-        .env("PGUSER", options.get_username())
-        .env("PGDATABASE", DATABASE);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await?
-        .context("running pgbench (it ships with PostgreSQL)")?;
-    let _ = std::fs::remove_file(&script);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(output.status.success(), "pgbench failed: {stdout}");
+    let script = format!(
+        "SELECT sum(length(r)) FROM (SELECT {} AS r FROM events e ORDER BY e.transaction_id, e.position) x;\n",
+        eventstore::seal::RECORD_SQL
+    );
+    let args = ["-n".to_owned(), "-t".into(), "1".into()];
     // "latency average = 1234.567 ms"
-    let ms: f64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("latency average = "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no latency in pgbench's output: {stdout}"))?;
+    let ms = super::pgbench(db, DATABASE, &args, &script, "latency average = ").await?;
     Ok(Duration::from_secs_f64(ms / 1000.0))
 }

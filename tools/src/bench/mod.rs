@@ -72,6 +72,49 @@ async fn fresh_database(db: &Database, name: &str) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
+/// Runs `pgbench` with `args` and `script` against `database` on the configured server, as the
+/// admin; returns the figure its output gives after `label` (e.g. `"tps = "`). Blocks a thread
+/// of its own for the whole run, off the runtime's workers.
+async fn pgbench(
+    db: &Database,
+    database: &str,
+    args: &[String],
+    script: &str,
+    label: &'static str,
+) -> anyhow::Result<f64> {
+    let file = std::env::temp_dir().join(format!("caseledger-bench-{}.sql", uuid::Uuid::new_v4()));
+    std::fs::write(&file, script).context("writing the pgbench script")?;
+    let options = db.admin()?;
+    let mut command = std::process::Command::new("pgbench");
+    command
+        .args(args)
+        .arg("-f")
+        .arg(&file)
+        .env("PGHOST", options.get_host())
+        .env("PGPORT", options.get_port().to_string())
+        .env("PGUSER", options.get_username())
+        .env("PGDATABASE", database);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await?
+        .context("running pgbench (it ships with PostgreSQL)");
+    let _ = std::fs::remove_file(&file);
+    let output = output?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(label)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<f64>().ok())
+        })
+        .with_context(|| format!("no {label:?} in pgbench's output: {stdout}"))
+}
+
 /// Drops a benchmark database, so that millions of rows do not linger (and keep autovacuum busy)
 /// after the run.
 async fn drop_database(db: &Database, name: &str) -> anyhow::Result<()> {

@@ -350,39 +350,18 @@ async fn dispatch_latencies(pool: &PgPool, ids: &[Uuid]) -> anyhow::Result<Vec<D
 
 /// Transactions per second of `pgbench` running the baseline script.
 async fn pgbench(db: &Database, clients: usize, seconds: f64) -> anyhow::Result<f64> {
-    let script = std::env::temp_dir().join(format!("caseledger-bench-{}.sql", Uuid::new_v4()));
-    std::fs::write(&script, BASELINE_SCRIPT).context("writing the pgbench script")?;
-    let options = db.admin()?;
-    let mut command = std::process::Command::new("pgbench");
-    command
-        .args(["-n", "-M", "prepared", "-j", "2"])
-        .args(["-c", &clients.to_string()])
-        .args(["-T", &(seconds.ceil() as u64).max(1).to_string()])
-        .arg("-f")
-        .arg(&script)
-        .env("PGHOST", options.get_host())
-        .env("PGPORT", options.get_port().to_string())
-        .env("PGUSER", options.get_username())
-        .env("PGDATABASE", DATABASE);
-    // pgbench blocks for its whole run; keep it off the runtime's workers.
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await?
-        .context("running pgbench (it ships with PostgreSQL)")?;
-    let _ = std::fs::remove_file(&script);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "pgbench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("tps = ")
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|n| n.parse::<f64>().ok())
-        })
-        .with_context(|| format!("no tps in pgbench's output: {stdout}"))
+    let args = [
+        "-n".to_owned(),
+        "-M".into(),
+        "prepared".into(),
+        "-j".into(),
+        "2".into(),
+        "-c".into(),
+        clients.to_string(),
+        "-T".into(),
+        (seconds.ceil() as u64).max(1).to_string(),
+    ];
+    super::pgbench(db, DATABASE, &args, BASELINE_SCRIPT, "tps = ").await
 }
 
 /// A local receiver answering every POST with `{}` at once.
